@@ -1,0 +1,114 @@
+//! Identifier newtypes that travel on the wire.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::fmt;
+use std::sync::Arc;
+
+/// The hub-assigned id of one WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ConnectionId(Arc<str>);
+
+impl ConnectionId {
+    /// Wraps an id made by the hub.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        ConnectionId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A position in one topic's stream. Offsets start at 1; 0 means "nothing yet".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+#[serde(transparent)]
+pub struct Offset(pub u64);
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Names one incarnation of a topic's stream; it changes whenever the stream is reset,
+/// so an offset is only meaningful together with its epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Epoch(Arc<str>);
+
+impl Epoch {
+    /// Wraps an epoch string.
+    pub fn new(epoch: impl Into<Arc<str>>) -> Self {
+        Epoch(epoch.into())
+    }
+
+    /// The epoch as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The server-made id of an event (`evt_…`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EventId(Arc<str>);
+
+impl EventId {
+    /// Wraps an event id.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        EventId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A client's request `id`, kept as the exact JSON it sent (a string or a number)
+/// so the reply echoes it unchanged.
+#[derive(Debug, Clone)]
+pub struct RequestId(Box<RawValue>);
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Eq for RequestId {}
+
+impl RequestId {
+    /// Longest accepted id, in bytes of its text (CONTRACT §2).
+    pub const MAX_LEN: usize = 64;
+
+    pub(crate) fn from_raw(raw: Box<RawValue>) -> Self {
+        RequestId(raw)
+    }
+
+    /// The id as raw JSON (with quotes for a string id).
+    pub fn as_raw(&self) -> &RawValue {
+        &self.0
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}

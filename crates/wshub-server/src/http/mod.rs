@@ -1,0 +1,40 @@
+//! The HTTP side of the hub: probes, status, and the server API for backends.
+//!
+//! Backends enter the message path here: `POST /api/publish` hands a publication to
+//! the broker exactly as a client's `publish` does.
+
+mod api;
+mod error;
+mod health;
+mod openapi;
+
+pub use error::ApiError;
+pub use openapi::ApiDoc;
+
+use crate::accept;
+use crate::node::Node;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use std::sync::Arc;
+
+/// Builds the router for every endpoint of CONTRACT §1.
+pub fn router(node: Arc<Node>) -> Router {
+    let config = &node.config;
+    let body_limit = config.websocket.max_message_size.as_usize();
+    Router::new()
+        .route(&config.websocket.path, get(accept::upgrade))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/ws/health", get(health::ws_health))
+        .route("/ws/status", get(health::ws_status))
+        .route("/api/publish", post(api::publish))
+        .route("/api/channels", get(api::channels))
+        .route("/api/channels/{*topic}", get(api::channel))
+        .route("/api/history/{*topic}", get(api::history))
+        .route("/api/disconnect", post(api::disconnect))
+        .route("/api/openapi.json", get(openapi::document))
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(node)
+}

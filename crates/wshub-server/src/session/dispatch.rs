@@ -1,0 +1,342 @@
+//! Executes one decoded request and queues exactly one reply for it.
+//!
+//! On the message path this is the step after decoding: the permission check
+//! (`permissions`), then the broker for publishes and reads, then the reply.
+
+use super::Session;
+use crate::auth::Identity;
+use crate::node::ConnectionInfo;
+use crate::permissions::Action;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use wshub_broker::{BrokerError, HistoryQuery, PublicationDraft};
+use wshub_protocol::{
+    ClientFrame, CloseCode, ErrorCode, EventName, Offset, Recover, Request, RequestId, Topic, decode_client_frame,
+    now_millis,
+};
+
+#[derive(Serialize)]
+struct SubscribedEntry {
+    topic: Topic,
+    epoch: String,
+    offset: u64,
+    recovered: bool,
+}
+
+#[derive(Serialize)]
+struct DeniedEntry {
+    topic: String,
+    code: &'static str,
+}
+
+#[derive(Serialize)]
+struct SubscribedPayload {
+    subscribed: Vec<SubscribedEntry>,
+    denied: Vec<DeniedEntry>,
+}
+
+#[derive(Serialize)]
+struct UnsubscribedPayload<'a> {
+    unsubscribed: &'a [String],
+}
+
+#[derive(Serialize)]
+struct PublishedPayload<'a> {
+    offset: u64,
+    epoch: &'a str,
+}
+
+#[derive(Serialize)]
+struct AuthenticatedPayload<'a> {
+    user: Option<&'a str>,
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<&'a Vec<String>>,
+    permissions: Vec<crate::permissions::RulePermission>,
+}
+
+#[derive(Serialize)]
+struct HistoryPayload<'a> {
+    epoch: &'a str,
+    offset: u64,
+    messages: Vec<Box<RawValue>>,
+}
+
+impl Session {
+    /// Decodes and executes one text frame.
+    pub(super) async fn handle_text(&mut self, bytes: &[u8]) {
+        let frame = match decode_client_frame(bytes) {
+            Ok(frame) => frame,
+            Err(error) => return self.send_error(error.id.as_ref(), ErrorCode::InvalidMessage, &error.message),
+        };
+        let ClientFrame { id, request } = frame;
+        let id = id.as_ref();
+        if self.node.shutdown.is_draining() {
+            return self.send_error(id, ErrorCode::Unavailable, "the hub is shutting down");
+        }
+        if self.identity.is_none() && !matches!(request, Request::Auth { .. }) {
+            return self.send_error(id, ErrorCode::Unauthorized, "send an auth message first");
+        }
+        match request {
+            Request::Subscribe { topics, recover } => self.subscribe(id, topics, recover).await,
+            Request::Unsubscribe { topics } => self.unsubscribe(id, topics).await,
+            Request::Publish { topic, event, payload } => self.publish(id, &topic, event, payload).await,
+            Request::Ping => self.send_reply(id, "pong", &serde_json::json!({})),
+            Request::Auth { token } => self.authenticate(id, &token).await,
+            Request::History { topic, since, limit } => self.history(id, &topic, since, limit).await,
+            Request::GetReconnectionToken => self.send_error(
+                id,
+                ErrorCode::Unavailable,
+                "reconnection tokens are not available on this hub",
+            ),
+            Request::Presence { topic } => self.presence(id, &topic),
+            Request::Other { kind, .. } => {
+                self.send_error(id, ErrorCode::UnknownType, &format!("no handler for type {kind:?}"))
+            }
+        }
+    }
+
+    fn identity(&self) -> &Identity {
+        self.identity
+            .as_ref()
+            .expect("requests other than auth are refused before authentication")
+    }
+
+    /// Parses a topic name and checks `action` on it; on failure answers and returns `None`.
+    fn authorised_topic(&self, id: Option<&RequestId>, name: &str, action: Action) -> Option<Topic> {
+        let topic = match Topic::parse(name) {
+            Ok(topic) => topic,
+            Err(error) => {
+                self.send_error(id, ErrorCode::InvalidMessage, &error.to_string());
+                return None;
+            }
+        };
+        match self.node.rules.check(self.identity(), &topic, action) {
+            Ok(()) => Some(topic),
+            Err(denied) => {
+                self.send_error(id, denied.code(), &format!("{denied}: {topic}"));
+                None
+            }
+        }
+    }
+
+    fn broker_failed(&self, id: Option<&RequestId>, error: &BrokerError) {
+        tracing::warn!(%error, "broker operation failed");
+        self.send_error(id, ErrorCode::Unavailable, "the broker is unavailable; try again");
+    }
+
+    async fn subscribe(&mut self, id: Option<&RequestId>, names: Vec<String>, _recover: Option<Recover>) {
+        let max = self.node.config.websocket.max_subscriptions_per_connection;
+        let mut subscribed = Vec::new();
+        let mut denied = Vec::new();
+        for name in names {
+            let topic = match Topic::parse(&name) {
+                Ok(topic) => topic,
+                Err(_) => {
+                    denied.push(DeniedEntry {
+                        topic: name,
+                        code: ErrorCode::InvalidMessage.as_str(),
+                    });
+                    continue;
+                }
+            };
+            if let Err(refusal) = self.node.rules.check(self.identity(), &topic, Action::Subscribe) {
+                denied.push(DeniedEntry {
+                    topic: name,
+                    code: refusal.code().as_str(),
+                });
+                continue;
+            }
+            if !self.subscriptions.contains(&topic) {
+                if self.subscriptions.len() >= max {
+                    denied.push(DeniedEntry {
+                        topic: name,
+                        code: ErrorCode::TooManySubscriptions.as_str(),
+                    });
+                    continue;
+                }
+                if self.node.registry.subscribe(&topic, self.key, self.outbox.clone())
+                    && let Err(error) = self.node.broker.listen(&topic).await
+                {
+                    self.node.registry.unsubscribe(&topic, self.key);
+                    return self.broker_failed(id, &error);
+                }
+                self.subscriptions.insert(topic.clone());
+            }
+            match self.node.broker.position(&topic).await {
+                Ok(position) => subscribed.push(SubscribedEntry {
+                    topic,
+                    epoch: position.epoch.to_string(),
+                    offset: position.offset.0,
+                    recovered: false,
+                }),
+                Err(error) => return self.broker_failed(id, &error),
+            }
+        }
+        if subscribed.is_empty()
+            && let Some(first) = denied.first()
+        {
+            let code = ErrorCode::from_wire(first.code).unwrap_or(ErrorCode::Forbidden);
+            let topics: Vec<&str> = denied.iter().map(|d| d.topic.as_str()).collect();
+            let message = match code {
+                ErrorCode::UnknownChannel => format!("no topic rule matches: {}", topics.join(", ")),
+                ErrorCode::Forbidden => format!("not allowed to subscribe to: {}", topics.join(", ")),
+                ErrorCode::TooManySubscriptions => format!("subscription limit ({max}) reached"),
+                _ => format!("invalid topic name: {}", topics.join(", ")),
+            };
+            return self.send_error(id, code, &message);
+        }
+        self.send_reply(id, "subscribed", &SubscribedPayload { subscribed, denied });
+    }
+
+    async fn unsubscribe(&mut self, id: Option<&RequestId>, names: Vec<String>) {
+        for name in &names {
+            let Ok(topic) = Topic::parse(name) else {
+                return self.send_error(id, ErrorCode::InvalidMessage, &format!("invalid topic name {name:?}"));
+            };
+            if self.subscriptions.remove(&topic) {
+                self.leave(&topic).await;
+            }
+        }
+        self.send_reply(id, "unsubscribed", &UnsubscribedPayload { unsubscribed: &names });
+    }
+
+    async fn publish(&mut self, id: Option<&RequestId>, topic: &str, event: EventName, payload: Box<RawValue>) {
+        let Some(topic) = self.authorised_topic(id, topic, Action::Publish) else {
+            return;
+        };
+        let sender: Arc<str> = match &self.identity().user {
+            Some(user) => Arc::from(user.as_str()),
+            None => Arc::from(self.id.as_str()),
+        };
+        let policy = self.node.rules.history_for(topic.as_str());
+        let draft = PublicationDraft {
+            topic,
+            event,
+            payload: Arc::from(payload),
+            id: self.node.event_id(),
+            timestamp: now_millis(),
+            sender_id: sender,
+        };
+        match self.node.broker.publish(draft, policy).await {
+            Ok(position) => self.send_reply(
+                id,
+                "published",
+                &PublishedPayload {
+                    offset: position.offset.0,
+                    epoch: position.epoch.as_str(),
+                },
+            ),
+            Err(error) => self.broker_failed(id, &error),
+        }
+    }
+
+    async fn authenticate(&mut self, id: Option<&RequestId>, token: &str) {
+        let identity = match self.node.auth.verify(token) {
+            Ok(identity) => identity,
+            Err(error) => {
+                tracing::debug!(%error, "auth refused");
+                self.send_error(id, ErrorCode::Unauthorized, &error.to_string());
+                self.closer.close(CloseCode::Unauthorized, "unauthorized");
+                return;
+            }
+        };
+        let first_auth = self.identity.is_none();
+        if let Some(current) = &self.identity
+            && current.user.is_some()
+            && current.user != identity.user
+        {
+            self.send_error(id, ErrorCode::Unauthorized, "a token refresh may not change the user");
+            self.closer.close(CloseCode::Unauthorized, "user changed");
+            return;
+        }
+        self.identity = Some(identity);
+        let dropped = self.recheck_subscriptions().await;
+        let identity = self.identity();
+        self.send_reply(
+            id,
+            "authenticated",
+            &AuthenticatedPayload {
+                user: identity.user.as_deref(),
+                role: identity.primary_role(),
+                roles: (identity.roles.len() > 1).then_some(&identity.roles),
+                permissions: self.node.rules.permissions(identity),
+            },
+        );
+        for topic in dropped {
+            self.send_reply(
+                None,
+                "unsubscribed",
+                &UnsubscribedPayload {
+                    unsubscribed: &[topic.to_string()],
+                },
+            );
+        }
+        if first_auth {
+            self.established();
+        } else {
+            let info = ConnectionInfo {
+                user: self.identity().user.clone(),
+                closer: self.closer.clone(),
+            };
+            self.node.connections.register(&self.id, info);
+        }
+    }
+
+    /// Drops subscriptions the (new) identity may no longer hold; returns them.
+    async fn recheck_subscriptions(&mut self) -> Vec<Topic> {
+        let identity = self.identity();
+        let dropped: Vec<Topic> = self
+            .subscriptions
+            .iter()
+            .filter(|t| self.node.rules.check(identity, t, Action::Subscribe).is_err())
+            .cloned()
+            .collect();
+        for topic in &dropped {
+            self.subscriptions.remove(topic);
+            self.leave(topic).await;
+        }
+        dropped
+    }
+
+    async fn history(&mut self, id: Option<&RequestId>, topic: &str, since: Option<u64>, limit: usize) {
+        let Some(topic) = self.authorised_topic(id, topic, Action::Subscribe) else {
+            return;
+        };
+        let query = HistoryQuery {
+            since: since.map(Offset),
+            limit,
+        };
+        match self.node.broker.history(&topic, query).await {
+            Ok(page) => {
+                let messages = page.publications.iter().filter_map(|p| raw_event(p.frame())).collect();
+                let payload = HistoryPayload {
+                    epoch: page.position.epoch.as_str(),
+                    offset: page.position.offset.0,
+                    messages,
+                };
+                self.send_reply(id, "history", &payload);
+            }
+            Err(error) => self.broker_failed(id, &error),
+        }
+    }
+
+    fn presence(&mut self, id: Option<&RequestId>, topic: &str) {
+        let Some(topic) = self.authorised_topic(id, topic, Action::Subscribe) else {
+            return;
+        };
+        self.send_error(
+            id,
+            ErrorCode::Unavailable,
+            &format!("presence is not enabled for {topic}"),
+        );
+    }
+}
+
+/// An encoded event, embedded verbatim in a `history` reply.
+fn raw_event(frame: &[u8]) -> Option<Box<RawValue>> {
+    String::from_utf8(frame.to_vec())
+        .ok()
+        .and_then(|s| RawValue::from_string(s).ok())
+}

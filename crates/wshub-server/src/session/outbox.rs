@@ -1,0 +1,223 @@
+//! A connection's bounded outbound queue and its close signal.
+//!
+//! Overflow policy: a push that would exceed `outbound_queue` messages or
+//! `outbound_queue_bytes` bytes closes the connection as a slow consumer (4008).
+//! Nothing is dropped silently and the pusher (a publisher, the fan-out) never waits.
+
+use crate::transport::OutFrame;
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wshub_broker::Publication;
+use wshub_protocol::CloseCode;
+
+/// One queued frame, with the publication it carries (if it is an event) so the
+/// writer knows which stream position reached the socket.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The frame to write.
+    pub frame: OutFrame,
+    /// The event's publication, for events.
+    pub publication: Option<Arc<Publication>>,
+}
+
+impl Outgoing {
+    /// A reply or notice.
+    pub fn reply(frame: OutFrame) -> Outgoing {
+        Outgoing {
+            frame,
+            publication: None,
+        }
+    }
+
+    /// An event.
+    pub fn event(frame: OutFrame, publication: Arc<Publication>) -> Outgoing {
+        Outgoing {
+            frame,
+            publication: Some(publication),
+        }
+    }
+}
+
+/// Why and how a connection is closing. The first close requested wins.
+#[derive(Debug, Clone)]
+pub struct CloseReason {
+    /// The close code sent to the client.
+    pub code: CloseCode,
+    /// The close frame's reason text.
+    pub reason: Cow<'static, str>,
+}
+
+/// Asks a connection to close; shared by its session, its writer, the fan-out and the API.
+#[derive(Debug, Clone, Default)]
+pub struct Closer {
+    inner: Arc<CloserInner>,
+}
+
+#[derive(Debug, Default)]
+struct CloserInner {
+    reason: OnceLock<CloseReason>,
+    token: CancellationToken,
+}
+
+impl Closer {
+    /// Requests the close; later requests are ignored.
+    pub fn close(&self, code: CloseCode, reason: impl Into<Cow<'static, str>>) {
+        if self
+            .inner
+            .reason
+            .set(CloseReason {
+                code,
+                reason: reason.into(),
+            })
+            .is_ok()
+        {
+            self.inner.token.cancel();
+        }
+    }
+
+    /// The close requested, if any.
+    pub fn reason(&self) -> Option<&CloseReason> {
+        self.inner.reason.get()
+    }
+
+    /// Whether a close was requested.
+    pub fn is_closing(&self) -> bool {
+        self.inner.token.is_cancelled()
+    }
+
+    /// Resolves once a close is requested.
+    pub async fn closing(&self) {
+        self.inner.token.cancelled().await
+    }
+}
+
+/// The sending side of a connection's queue. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Outgoing>,
+    queued_bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
+    closer: Closer,
+}
+
+/// The writer's side of the queue.
+#[derive(Debug)]
+pub struct OutboxReceiver {
+    rx: mpsc::Receiver<Outgoing>,
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+/// Creates a queue bounded to `max_messages` and `max_bytes`.
+pub fn outbox(max_messages: usize, max_bytes: usize, closer: Closer) -> (Outbox, OutboxReceiver) {
+    let (tx, rx) = mpsc::channel(max_messages.max(1));
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    (
+        Outbox {
+            tx,
+            queued_bytes: Arc::clone(&queued_bytes),
+            max_bytes,
+            closer,
+        },
+        OutboxReceiver { rx, queued_bytes },
+    )
+}
+
+impl Outbox {
+    /// Queues a frame. Returns `false` if the connection is closing (or was just
+    /// closed because this push overflowed its queue).
+    pub fn push(&self, item: Outgoing) -> bool {
+        if self.closer.is_closing() {
+            return false;
+        }
+        let len = item.frame.len();
+        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if before + len > self.max_bytes && before > 0 {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.closer
+                .close(CloseCode::SlowConsumer, "slow consumer: outbound queue bytes exceeded");
+            return false;
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                self.closer
+                    .close(CloseCode::SlowConsumer, "slow consumer: outbound queue full");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// The connection's close signal.
+    pub fn closer(&self) -> &Closer {
+        &self.closer
+    }
+}
+
+impl OutboxReceiver {
+    /// The next queued frame; `None` when every sender is gone.
+    pub async fn recv(&mut self) -> Option<Outgoing> {
+        let item = self.rx.recv().await?;
+        self.queued_bytes.fetch_sub(item.frame.len(), Ordering::Relaxed);
+        Some(item)
+    }
+
+    /// A queued frame if one is ready now.
+    pub fn try_recv(&mut self) -> Option<Outgoing> {
+        let item = self.rx.try_recv().ok()?;
+        self.queued_bytes.fetch_sub(item.frame.len(), Ordering::Relaxed);
+        Some(item)
+    }
+
+    /// Drops everything still queued (a slow consumer's backlog).
+    pub fn discard(&mut self) {
+        self.rx.close();
+        while self.try_recv().is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::SharedText;
+
+    fn text(n: usize) -> Outgoing {
+        Outgoing::reply(OutFrame::Text(SharedText::from_vec(vec![b'x'; n]).expect("ascii")))
+    }
+
+    #[test]
+    fn message_overflow_closes_as_slow_consumer() {
+        let closer = Closer::default();
+        let (outbox, _rx) = outbox(2, 1 << 20, closer.clone());
+        assert!(outbox.push(text(1)));
+        assert!(outbox.push(text(1)));
+        assert!(!outbox.push(text(1)));
+        assert_eq!(closer.reason().map(|r| r.code), Some(CloseCode::SlowConsumer));
+        assert!(!outbox.push(text(1)), "nothing is queued once closing");
+    }
+
+    #[test]
+    fn byte_overflow_closes_as_slow_consumer() {
+        let closer = Closer::default();
+        let (outbox, mut rx) = outbox(100, 10, closer.clone());
+        assert!(outbox.push(text(6)));
+        assert!(!outbox.push(text(6)));
+        assert!(closer.is_closing());
+        rx.discard();
+    }
+
+    #[test]
+    fn one_oversized_message_fits_an_empty_queue() {
+        let (outbox, mut rx) = outbox(4, 10, Closer::default());
+        assert!(outbox.push(text(50)), "a single large reply is not a slow consumer");
+        assert!(rx.try_recv().is_some());
+        assert!(outbox.push(text(5)));
+    }
+}

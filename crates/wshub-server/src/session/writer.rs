@@ -1,0 +1,96 @@
+//! The per-connection writer: the last step of a message's path.
+//!
+//! Drains the connection's [`Outbox`](super::outbox::Outbox) onto the socket, gathering
+//! everything already queued into one flush, sends heartbeat Pings, and performs the
+//! close: a normal close flushes what is queued first; a slow consumer's backlog is
+//! dropped and its close frame gets at most one second.
+
+use super::outbox::{CloseReason, Closer, OutboxReceiver};
+use crate::transport::{OutFrame, WriteError, WsWriter};
+use std::time::Duration;
+use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
+use wshub_protocol::CloseCode;
+
+/// Most frames gathered into one flush, so one busy connection cannot hold its
+/// writer away from heartbeats and close requests for long.
+const MAX_BATCH: usize = 256;
+/// How long a close frame may take before TCP is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Timing of one writer.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Interval of heartbeat Pings.
+    pub ping_period: Duration,
+    /// Longest a write may block before the client counts as a slow consumer.
+    pub write_timeout: Duration,
+}
+
+/// Runs until the connection closes; returns once the close frame went out (or gave up).
+pub async fn run(mut ws: WsWriter, mut queue: OutboxReceiver, closer: Closer, config: WriterConfig) {
+    let mut ping = interval_at(Instant::now() + config.ping_period, config.ping_period);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let result = tokio::select! {
+            biased;
+            () = closer.closing() => break,
+            item = queue.recv() => match item {
+                Some(item) => timeout(config.write_timeout, write_batch(&mut ws, item.frame, &mut queue)).await,
+                None => break,
+            },
+            _ = ping.tick() => timeout(config.write_timeout, async {
+                ws.feed(OutFrame::Ping).await?;
+                ws.flush().await
+            }).await,
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "write failed; closing");
+                closer.close(CloseCode::Internal, "write failed");
+                return;
+            }
+            Err(_elapsed) => {
+                closer.close(CloseCode::SlowConsumer, "slow consumer: write timeout");
+                break;
+            }
+        }
+    }
+    let reason = closer.reason().cloned().unwrap_or(CloseReason {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    });
+    if reason.code == CloseCode::SlowConsumer {
+        queue.discard();
+    } else {
+        // Replies and events already queued are owed to the client: send them first.
+        let flushed = timeout(config.write_timeout, async {
+            while let Some(item) = queue.try_recv() {
+                ws.feed(item.frame).await?;
+            }
+            ws.flush().await
+        })
+        .await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::debug!("could not flush the queue before closing");
+        }
+    }
+    if timeout(CLOSE_GRACE, ws.close(reason.code.code(), &reason.reason))
+        .await
+        .is_err()
+    {
+        tracing::debug!(
+            code = reason.code.code(),
+            "close frame not written in time; dropping the connection"
+        );
+    }
+}
+
+async fn write_batch(ws: &mut WsWriter, first: OutFrame, queue: &mut OutboxReceiver) -> Result<(), WriteError> {
+    ws.feed(first).await?;
+    for _ in 1..MAX_BATCH {
+        let Some(item) = queue.try_recv() else { break };
+        ws.feed(item.frame).await?;
+    }
+    ws.flush().await
+}
