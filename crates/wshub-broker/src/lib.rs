@@ -7,6 +7,8 @@
 //! one here, Redis and NATS later) implements the same trait and passes the same
 //! conformance suite, so connection code never knows which one runs.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod memory;
 mod publication;

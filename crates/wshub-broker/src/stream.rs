@@ -6,7 +6,8 @@ use crate::publication::{Publication, PublicationDraft};
 use crate::traits::{HistoryPolicy, HistoryQuery, StreamPosition};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use wshub_protocol::{Epoch, Offset};
 
 #[derive(Debug)]

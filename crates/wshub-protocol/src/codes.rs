@@ -95,6 +95,9 @@ pub enum CloseCode {
     TooBig,
     /// 1011: internal error.
     Internal,
+    /// 1006: the connection dropped without a close frame. Never sent on the wire; it
+    /// records why a session ended so no close handshake is attempted.
+    Abnormal,
     /// 4000: nothing heard from the client for `pong_wait`.
     Heartbeat,
     /// 4001: bad token, or no `auth` within `auth_timeout`.
@@ -116,6 +119,7 @@ impl CloseCode {
             CloseCode::Policy => 1008,
             CloseCode::TooBig => 1009,
             CloseCode::Internal => 1011,
+            CloseCode::Abnormal => 1006,
             CloseCode::Heartbeat => 4000,
             CloseCode::Unauthorized => 4001,
             CloseCode::TokenExpired => 4002,
@@ -132,6 +136,7 @@ impl CloseCode {
             1008 => CloseCode::Policy,
             1009 => CloseCode::TooBig,
             1011 => CloseCode::Internal,
+            1006 => CloseCode::Abnormal,
             4000 => CloseCode::Heartbeat,
             4001 => CloseCode::Unauthorized,
             4002 => CloseCode::TokenExpired,
@@ -151,7 +156,7 @@ impl CloseCode {
             CloseCode::Unauthorized => "unauthorized",
             CloseCode::TokenExpired => "token_expired",
             CloseCode::SlowConsumer => "slow_consumer",
-            CloseCode::Internal | CloseCode::Other(_) => "error",
+            CloseCode::Internal | CloseCode::Abnormal | CloseCode::Other(_) => "error",
         }
     }
 
@@ -175,7 +180,7 @@ mod tests {
 
     #[test]
     fn close_codes_round_trip() {
-        for code in [1000, 1001, 1008, 1009, 1011, 4000, 4001, 4002, 4008, 4100] {
+        for code in [1000, 1001, 1006, 1008, 1009, 1011, 4000, 4001, 4002, 4008, 4100] {
             assert_eq!(CloseCode::from_code(code).code(), code);
         }
     }

@@ -1,5 +1,6 @@
 //! The WebSocket upgrade: who may open a session, and with what parameters.
 
+use crate::http::ApiError;
 use crate::node::Node;
 use crate::session::{self, ConnectParams};
 use crate::transport::{accept_key, validate_upgrade};
@@ -21,13 +22,8 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn refuse(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({"error": {"code": status.as_u16(), "message": message}}).to_string(),
-    )
-        .into_response()
+fn refuse(error: ApiError) -> Response {
+    error.into_response()
 }
 
 fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
@@ -49,20 +45,20 @@ pub async fn upgrade(
     let config = &node.config.websocket;
     let key = match validate_upgrade(request.method(), request.headers()) {
         Ok(key) => accept_key(key),
-        Err(error) => return refuse(StatusCode::BAD_REQUEST, &error.to_string()),
+        Err(error) => return refuse(ApiError::bad_request(error.to_string())),
     };
     if node.shutdown.is_draining() {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the hub is shutting down");
+        return refuse(ApiError::unavailable("the hub is shutting down"));
     }
     if !origin_allowed(&config.allowed_origins, request.headers()) {
-        return refuse(StatusCode::FORBIDDEN, "origin not allowed");
+        return refuse(ApiError::forbidden("origin not allowed"));
     }
     let Some(slot) = node.connections.try_reserve(config.max_connections) else {
         tracing::warn!(
             max = config.max_connections,
             "max_connections reached; refusing upgrade"
         );
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "max_connections reached");
+        return refuse(ApiError::unavailable("max_connections reached"));
     };
     let mut query = query;
     let params = ConnectParams {

@@ -229,8 +229,11 @@ pub async fn channels(State(node): State<Arc<Node>>, _caller: ApiCaller) -> Resu
         .streams()
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    // A stream that was only read (a subscriber looked up its position) and has
+    // neither subscribers nor publications is not a channel yet.
     let mut channels: std::collections::BTreeMap<String, Channel> = streams
         .into_iter()
+        .filter(|(topic, position)| position.offset.0 > 0 || node.registry.subscriber_count(topic.as_str()) > 0)
         .map(|(topic, position)| {
             let subscribers = node.registry.subscriber_count(topic.as_str());
             let name = topic.to_string();

@@ -196,7 +196,10 @@ impl Session {
             };
             heartbeat.as_mut().reset(Instant::now() + pong_wait);
             match frame {
-                None => return,
+                None => {
+                    self.closer.close(CloseCode::Abnormal, "connection lost");
+                    return;
+                }
                 Some(Ok(Inbound::Text(bytes))) => self.handle_text(&bytes).await,
                 Some(Ok(Inbound::Binary(_))) => self.send_error(
                     None,
@@ -220,7 +223,7 @@ impl Session {
                 }
                 Some(Err(ReadError::Io(error))) => {
                     tracing::debug!(%error, "connection lost");
-                    self.closer.close(CloseCode::Normal, "");
+                    self.closer.close(CloseCode::Abnormal, "connection lost");
                     return;
                 }
             }

@@ -60,21 +60,32 @@ pub async fn run(mut ws: WsWriter, mut queue: OutboxReceiver, closer: Closer, co
         code: CloseCode::Normal,
         reason: "".into(),
     });
-    if reason.code == CloseCode::SlowConsumer {
-        queue.discard();
-    } else {
+    match reason.code {
+        // The peer is gone: nothing can be flushed and no close handshake is possible.
+        CloseCode::Abnormal => queue.discard(),
+        // A slow consumer's backlog is dropped; its close frame gets a short grace.
+        CloseCode::SlowConsumer => {
+            queue.discard();
+            send_close(&mut ws, &reason).await;
+        }
         // Replies and events already queued are owed to the client: send them first.
-        let flushed = timeout(config.write_timeout, async {
-            while let Some(item) = queue.try_recv() {
-                ws.feed(item.frame).await?;
+        _ => {
+            let flushed = timeout(config.write_timeout, async {
+                while let Some(item) = queue.try_recv() {
+                    ws.feed(item.frame).await?;
+                }
+                ws.flush().await
+            })
+            .await;
+            if !matches!(flushed, Ok(Ok(()))) {
+                tracing::debug!("could not flush the queue before closing");
             }
-            ws.flush().await
-        })
-        .await;
-        if !matches!(flushed, Ok(Ok(()))) {
-            tracing::debug!("could not flush the queue before closing");
+            send_close(&mut ws, &reason).await;
         }
     }
+}
+
+async fn send_close(ws: &mut WsWriter, reason: &CloseReason) {
     if timeout(CLOSE_GRACE, ws.close(reason.code.code(), &reason.reason))
         .await
         .is_err()

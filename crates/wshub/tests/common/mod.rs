@@ -221,3 +221,51 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+impl Hub {
+    /// Sends any request: `method`, `path`, extra headers, and an optional raw body with its
+    /// content type. Returns the status and the body as JSON (`Null` when it is not JSON).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let mut request = self.http.request(method, self.url(path));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        if let Some((content_type, bytes)) = body {
+            request = request.header("content-type", content_type).body(bytes);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET` with extra headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        self.send("GET", path, headers, None).await
+    }
+
+    /// `POST` of a raw body (for malformed JSON and oversize bodies).
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> (u16, Value) {
+        self.send("POST", path, &[], Some((content_type, body.into()))).await
+    }
+}
+
+/// Asserts an HTTP answer is the API's error shape `{"error":{"code","message"}}` with `status`.
+pub fn assert_api_error(what: &str, answer: &(u16, Value), status: u16) {
+    let (got, body) = answer;
+    assert_eq!(*got, status, "{what}: status (body {body})");
+    assert!(
+        body["error"]["code"].as_str().is_some_and(|c| !c.is_empty()),
+        "{what}: error.code is a string in {body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: error.message is a string in {body}"
+    );
+}
