@@ -5,28 +5,49 @@ use serde_json::value::RawValue;
 use std::fmt;
 use std::sync::Arc;
 
-/// The hub-assigned id of one WebSocket connection.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct ConnectionId(Arc<str>);
+/// Declares a cheap-to-clone string id: shared `Arc<str>`, serialised as a plain string.
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(Arc<str>);
 
-impl ConnectionId {
-    /// Wraps an id made by the hub.
-    pub fn new(id: impl Into<Arc<str>>) -> Self {
-        ConnectionId(id.into())
-    }
+        impl $name {
+            /// Wraps an id made by the hub.
+            pub fn new(id: impl Into<Arc<str>>) -> Self {
+                $name(id.into())
+            }
 
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Display for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_id!(
+    /// The hub-assigned id of one WebSocket connection.
+    ConnectionId
+);
+
+string_id!(
+    /// Names one incarnation of a topic's stream; it changes whenever the stream is reset,
+    /// so an offset is only meaningful together with its epoch.
+    Epoch
+);
+
+string_id!(
+    /// The server-made id of an event (`evt_…`).
+    EventId
+);
 
 /// A position in one topic's stream. Offsets start at 1; 0 means "nothing yet".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
@@ -36,47 +57,6 @@ pub struct Offset(pub u64);
 impl fmt::Display for Offset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
-    }
-}
-
-/// Names one incarnation of a topic's stream; it changes whenever the stream is reset,
-/// so an offset is only meaningful together with its epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Epoch(Arc<str>);
-
-impl Epoch {
-    /// Wraps an epoch string.
-    pub fn new(epoch: impl Into<Arc<str>>) -> Self {
-        Epoch(epoch.into())
-    }
-
-    /// The epoch as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Epoch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The server-made id of an event (`evt_…`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct EventId(Arc<str>);
-
-impl EventId {
-    /// Wraps an event id.
-    pub fn new(id: impl Into<Arc<str>>) -> Self {
-        EventId(id.into())
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 

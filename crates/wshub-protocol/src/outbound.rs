@@ -75,6 +75,13 @@ pub struct EventView<'a> {
     pub sender_id: &'a str,
 }
 
+/// An upper bound of an event's encoded size, known before the broker places it:
+/// the variable parts plus room for keys, an `evt_` id, an epoch, an offset and a timestamp.
+pub fn event_size_bound(topic: &str, event: &str, payload: &str, sender_id: &str) -> usize {
+    const FIXED: usize = 200;
+    topic.len() + event.len() + payload.len() + sender_id.len() + FIXED
+}
+
 /// Encodes an event.
 pub fn event(view: &EventView<'_>) -> Vec<u8> {
     serde_json::to_vec(view).expect("events hold only strings, numbers and raw JSON")
@@ -93,6 +100,22 @@ mod tests {
         assert_eq!(v["payload"]["code"], "rate_limited");
         assert_eq!(v["payload"]["retry_after"], 0.8);
         assert!(v.get("id").is_none());
+    }
+
+    #[test]
+    fn size_bound_covers_the_encoding() {
+        let payload = RawValue::from_string(r#"{"x":"yyyyyyyyyy"}"#.to_owned()).expect("json");
+        let view = EventView {
+            kind: "some.event",
+            topic: "a/b/c",
+            payload: &payload,
+            id: "evt_0123456789abcdef0123",
+            offset: u64::MAX,
+            epoch: "0123456789abcdef",
+            timestamp: 1_732_190_000_000,
+            sender_id: "user-42",
+        };
+        assert!(event(&view).len() <= event_size_bound("a/b/c", "some.event", payload.get(), "user-42"));
     }
 
     #[test]

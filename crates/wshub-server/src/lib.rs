@@ -83,6 +83,9 @@ impl Server {
             }
         };
         raise_file_limit(config.websocket.max_connections);
+        for feature in not_yet_served(&config) {
+            tracing::warn!("{feature}");
+        }
         if config.auth.api_keys.is_empty() {
             tracing::info!(
                 "no auth.api_keys configured: the server API answers loopback clients only and refuses proxied requests"
@@ -147,6 +150,28 @@ impl Server {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// Configured features this version accepts in its config but does not serve yet,
+/// so an operator is told rather than left to discover it.
+fn not_yet_served(config: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !config.handlers.is_empty() {
+        notes.push(
+            "handlers: request handlers are not served by this version; those request types get `unknown_type`"
+                .to_owned(),
+        );
+    }
+    if !config.streams.is_empty() {
+        notes.push("streams: raw stream routes are not served by this version".to_owned());
+    }
+    if config.topics.iter().any(|rule| rule.presence) {
+        notes.push(
+            "topics[].presence: presence is not served by this version; `presence` requests get `unavailable`"
+                .to_owned(),
+        );
+    }
+    notes
 }
 
 /// Raises the open-file soft limit to the hard limit; warns if it is still below

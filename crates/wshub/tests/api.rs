@@ -176,11 +176,16 @@ async fn publish_body_over_max_message_size_is_413() {
     let body = json!({"topic": "news", "payload": {"blob": "x".repeat(2048)}}).to_string();
     let answer = hub.post_raw("/api/publish", "application/json", body).await;
     assert_api_error("2 KiB body with a 1 KiB limit", &answer, 413);
-    // Just under the limit is fine: the limit is the configured one.
+    // A body under the limit whose event (with id, offset, epoch, timestamp, sender)
+    // would exceed it is refused too: no subscriber could be sent that event.
     let body = json!({"topic": "news", "payload": {"blob": "x".repeat(900)}}).to_string();
     assert!(body.len() < 1024);
+    let answer = hub.post_raw("/api/publish", "application/json", body).await;
+    assert_api_error("900-byte body whose event exceeds 1 KiB", &answer, 413);
+    // Comfortably under: the limit is the configured one.
+    let body = json!({"topic": "news", "payload": {"blob": "x".repeat(600)}}).to_string();
     let (status, answer) = hub.post_raw("/api/publish", "application/json", body).await;
-    assert_eq!(status, 200, "900-byte body: {answer}");
+    assert_eq!(status, 200, "600-byte payload: {answer}");
 }
 
 #[tokio::test]

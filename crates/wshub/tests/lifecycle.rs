@@ -106,6 +106,40 @@ async fn oversize_outbound_reply_is_message_too_large() {
 }
 
 #[tokio::test]
+async fn a_publish_whose_event_would_exceed_the_limit_is_message_too_large() {
+    let hub = Hub::start(&common::with_secret("websocket:\n  max_message_size: 1KiB\n")).await;
+    let (mut admin, _) = hub.connect_as(&common::token("root", "admin", 600)).await;
+    admin
+        .request("subscribe", json!({"topic": "edge"}), WAIT)
+        .await
+        .expect("subscribed");
+    // The request fits in 1 KiB, but the event adds id, offset, epoch, timestamp and sender.
+    let reply = admin
+        .request(
+            "publish",
+            json!({"topic": "edge", "payload": {"blob": "b".repeat(900)}}),
+            WAIT,
+        )
+        .await
+        .expect("reply");
+    assert_eq!(error_code(&reply), Some("message_too_large"));
+    let reply = admin
+        .request(
+            "publish",
+            json!({"topic": "edge", "payload": {"blob": "b".repeat(500)}}),
+            WAIT,
+        )
+        .await
+        .expect("reply");
+    assert_eq!(reply["type"], "published");
+    let event = admin
+        .next_of_type("message", WAIT)
+        .await
+        .expect("the smaller event is delivered");
+    assert!(event.to_string().len() <= 1024);
+}
+
+#[tokio::test]
 async fn max_connections_refuses_the_handshake_with_503() {
     let hub = Hub::start("websocket:\n  max_connections: 2\n").await;
     let (_a, _) = hub.connect("").await;

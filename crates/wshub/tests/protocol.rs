@@ -425,3 +425,30 @@ async fn client_close_is_answered_and_cleans_up() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_unusable_reconnection_token_gives_a_fresh_session_and_says_why() {
+    let hub = Hub::start("").await;
+    let (_, established) = hub.connect("reconnection_token=whatever").await;
+    assert_eq!(established["payload"]["resumed"], false);
+    assert_eq!(established["payload"]["resume_error"], "invalid_reconnection_token");
+    let (_, plain) = hub.connect("").await;
+    assert!(plain["payload"].get("resume_error").is_none());
+}
+
+#[tokio::test]
+async fn unsubscribe_with_a_bad_name_changes_nothing() {
+    let hub = Hub::start("").await;
+    let (mut client, _) = hub.connect("").await;
+    client
+        .request("subscribe", json!({"topics": ["keep1", "keep2"]}), WAIT)
+        .await
+        .expect("reply");
+    let reply = client
+        .request("unsubscribe", json!({"topics": ["keep1", "bad name"]}), WAIT)
+        .await
+        .expect("reply");
+    assert_eq!(error_code(&reply), Some("invalid_message"));
+    let (_, status) = hub.get("/ws/status").await;
+    assert_eq!(status["topics"]["keep1"], 1, "keep1 still subscribed: {status}");
+}

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use wshub_broker::{HistoryQuery, PublicationDraft, StreamPosition};
 use wshub_protocol::inbound::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
+use wshub_protocol::outbound;
 use wshub_protocol::{CloseCode, EventName, Offset, Topic, now_millis};
 
 /// A caller the API has accepted: an API key holder, an admin JWT, or (with no key
@@ -166,6 +167,13 @@ pub async fn publish(
         .iter()
         .map(|n| parse_topic(&node, n))
         .collect::<Result<Vec<_>, _>>()?;
+    let max = node.config.websocket.max_message_size.as_usize();
+    if topics
+        .iter()
+        .any(|t| outbound::event_size_bound(t.as_str(), event.as_str(), payload.get(), "server") > max)
+    {
+        return Err(ApiError::too_large("the event would exceed max_message_size"));
+    }
     let mut results = Vec::with_capacity(topics.len());
     for topic in topics {
         let policy = node.rules.history_for(topic.as_str());

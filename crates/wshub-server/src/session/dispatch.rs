@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use wshub_broker::{BrokerError, HistoryQuery, PublicationDraft};
+use wshub_protocol::outbound;
 use wshub_protocol::{
     ClientFrame, CloseCode, ErrorCode, EventName, Offset, Recover, Request, RequestId, Topic, decode_client_frame,
     now_millis,
@@ -191,12 +192,17 @@ impl Session {
     }
 
     async fn unsubscribe(&mut self, id: Option<&RequestId>, names: Vec<String>) {
+        // All names are checked first, so a bad one leaves the connection's topics as they were.
+        let mut topics = Vec::with_capacity(names.len());
         for name in &names {
-            let Ok(topic) = Topic::parse(name) else {
-                return self.send_error(id, ErrorCode::InvalidMessage, &format!("invalid topic name {name:?}"));
-            };
-            if self.subscriptions.remove(&topic) {
-                self.leave(&topic).await;
+            match Topic::parse(name) {
+                Ok(topic) => topics.push(topic),
+                Err(error) => return self.send_error(id, ErrorCode::InvalidMessage, &error.to_string()),
+            }
+        }
+        for topic in &topics {
+            if self.subscriptions.remove(topic) {
+                self.leave(topic).await;
             }
         }
         self.send_reply(id, "unsubscribed", &UnsubscribedPayload { unsubscribed: &names });
@@ -210,6 +216,14 @@ impl Session {
             Some(user) => Arc::from(user.as_str()),
             None => Arc::from(self.id.as_str()),
         };
+        let max = self.node.config.websocket.max_message_size.as_usize();
+        if outbound::event_size_bound(topic.as_str(), event.as_str(), payload.get(), &sender) > max {
+            return self.send_error(
+                id,
+                ErrorCode::MessageTooLarge,
+                "the event would exceed max_message_size",
+            );
+        }
         let policy = self.node.rules.history_for(topic.as_str());
         let draft = PublicationDraft {
             topic,

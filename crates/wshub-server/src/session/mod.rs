@@ -46,6 +46,8 @@ pub(crate) struct Session {
     id: ConnectionId,
     key: ConnectionKey,
     client_id: Option<String>,
+    /// Why a `reconnection_token` given at the handshake could not be used.
+    resume_error: Option<&'static str>,
     /// `None` until the connection authenticated (anonymous access off, no token yet).
     identity: Option<Identity>,
     subscriptions: HashSet<Topic>,
@@ -75,6 +77,7 @@ pub async fn run(node: Arc<Node>, upgraded: Upgraded, params: ConnectParams, slo
         id,
         key,
         client_id: None,
+        resume_error: None,
         identity: None,
         subscriptions: HashSet::new(),
         outbox,
@@ -108,6 +111,11 @@ impl Session {
                 return;
             }
             self.client_id = Some(client_id);
+        }
+        if params.reconnection_token.is_some() {
+            // Resuming sessions is not served by this version: every token is unusable,
+            // and the client is told so explicitly instead of silently getting a fresh session.
+            self.resume_error = Some("invalid_reconnection_token");
         }
         match params.token {
             Some(token) => match self.node.auth.verify(&token) {
@@ -146,6 +154,7 @@ impl Session {
             role: identity.primary_role(),
             roles: (identity.roles.len() > 1).then_some(&identity.roles),
             resumed: false,
+            resume_error: self.resume_error,
             subscriptions: Vec::new(),
             permissions: self.node.rules.permissions(identity),
             heartbeat: Heartbeat {
@@ -296,6 +305,8 @@ struct Established<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     roles: Option<&'a Vec<String>>,
     resumed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resume_error: Option<&'static str>,
     subscriptions: Vec<serde_json::Value>,
     permissions: Vec<crate::permissions::RulePermission>,
     heartbeat: Heartbeat,

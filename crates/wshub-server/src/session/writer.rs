@@ -35,7 +35,13 @@ pub async fn run(mut ws: WsWriter, mut queue: OutboxReceiver, closer: Closer, co
             biased;
             () = closer.closing() => break,
             item = queue.recv() => match item {
-                Some(item) => timeout(config.write_timeout, write_batch(&mut ws, item.frame, &mut queue)).await,
+                // A close requested meanwhile (e.g. this client's queue overflowed while
+                // the socket was blocked) must not wait for the blocked write.
+                Some(item) => tokio::select! {
+                    biased;
+                    () = closer.closing() => break,
+                    written = timeout(config.write_timeout, write_batch(&mut ws, item.frame, &mut queue)) => written,
+                },
                 None => break,
             },
             _ = ping.tick() => timeout(config.write_timeout, async {
@@ -47,7 +53,7 @@ pub async fn run(mut ws: WsWriter, mut queue: OutboxReceiver, closer: Closer, co
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::debug!(%error, "write failed; closing");
-                closer.close(CloseCode::Internal, "write failed");
+                closer.close(CloseCode::Abnormal, "write failed");
                 return;
             }
             Err(_elapsed) => {
