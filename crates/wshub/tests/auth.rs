@@ -297,3 +297,62 @@ async fn refresh_with_a_new_role_drops_subscriptions_and_another_user_closes() {
     }
     assert_eq!(client.closed(WAIT).await.expect("closed"), Some(4001));
 }
+
+fn expiry_config() -> String {
+    format!(
+        "auth:\n  refresh_grace: 1s\n  jwt:\n    hs256_secret: {}\n    leeway: 0s\n",
+        common::SECRET
+    )
+}
+
+#[tokio::test]
+async fn an_expiring_token_is_refreshed_and_the_subscriptions_stay() {
+    let hub = Hub::start(&expiry_config()).await;
+    let (mut client, _) = hub.connect_as(&token("dana", "viewer", 2)).await;
+    client
+        .request("subscribe", json!({"topic": "metrics"}), WAIT)
+        .await
+        .expect("subscribed");
+    let expired = client.next_of_type("error", WAIT).await.expect("token_expired notice");
+    assert_eq!(error_code(&expired), Some("token_expired"));
+    assert!(expired.get("id").is_none());
+    // Until a fresh token arrives, requests other than auth and ping are refused.
+    let reply = client
+        .request("subscribe", json!({"topic": "status"}), WAIT)
+        .await
+        .expect("reply");
+    assert_eq!(error_code(&reply), Some("token_expired"));
+    let reply = client
+        .request(
+            "auth",
+            json!({"payload": {"token": token("dana", "viewer", 600)}}),
+            WAIT,
+        )
+        .await
+        .expect("reply");
+    assert_eq!(reply["type"], "authenticated");
+    // Past the grace period the connection is still open and still subscribed.
+    match client.next(std::time::Duration::from_millis(1500)).await {
+        Err(ClientError::Timeout(_)) => {}
+        other => panic!("expected nothing during the old grace period, got {other:?}"),
+    }
+    hub.publish("metrics", "cpu", json!({"v": 1})).await;
+    assert_eq!(
+        client.next_of_type("cpu", WAIT).await.expect("event")["payload"]["v"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_not_refreshed_closes_with_4002() {
+    let hub = Hub::start(&expiry_config()).await;
+    let (mut client, _) = hub.connect_as(&token("erin", "viewer", 2)).await;
+    let expired = client.next_of_type("error", WAIT).await.expect("token_expired notice");
+    assert_eq!(error_code(&expired), Some("token_expired"));
+    let notified = std::time::Instant::now();
+    assert_eq!(client.closed(WAIT).await.expect("closed"), Some(4002));
+    assert!(
+        notified.elapsed() >= std::time::Duration::from_millis(800),
+        "not before refresh_grace"
+    );
+}

@@ -4,12 +4,15 @@
 //! (`permissions`), then the broker for publishes and reads, then the reply.
 
 use super::Session;
+use super::expiry::TokenState;
+use super::rate_limit::{BucketKind, Verdict};
 use crate::auth::Identity;
 use crate::node::ConnectionInfo;
 use crate::permissions::Action;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
+use tokio::time::Instant;
 use wshub_broker::{BrokerError, HistoryQuery, PublicationDraft};
 use wshub_protocol::outbound;
 use wshub_protocol::{
@@ -65,16 +68,34 @@ struct HistoryPayload<'a> {
 }
 
 impl Session {
-    /// Decodes and executes one text frame.
+    /// Decodes, rate-limits and executes one text frame.
     pub(super) async fn handle_text(&mut self, bytes: &[u8]) {
         let frame = match decode_client_frame(bytes) {
             Ok(frame) => frame,
-            Err(error) => return self.send_error(error.id.as_ref(), ErrorCode::InvalidMessage, &error.message),
+            Err(error) => {
+                if self.charge_malformed() {
+                    return;
+                }
+                return self.send_error(error.id.as_ref(), ErrorCode::InvalidMessage, &error.message);
+            }
         };
         let ClientFrame { id, request } = frame;
         let id = id.as_ref();
+        let bucket = BucketKind::of(request.kind());
+        match self.limiter.check(bucket, Instant::now()) {
+            Verdict::Allowed => {}
+            Verdict::Limited { retry_after } => return self.send_rate_limited(id, bucket, retry_after),
+            Verdict::Abusive => return self.close_abusive(),
+        }
         if self.node.shutdown.is_draining() {
             return self.send_error(id, ErrorCode::Unavailable, "the hub is shutting down");
+        }
+        if self.token_clock.state() == TokenState::Grace && !matches!(request, Request::Auth { .. } | Request::Ping) {
+            return self.send_error(
+                id,
+                ErrorCode::TokenExpired,
+                "token expired; send auth with a fresh token",
+            );
         }
         if self.identity.is_none() && !matches!(request, Request::Auth { .. }) {
             return self.send_error(id, ErrorCode::Unauthorized, "send an auth message first");
@@ -96,6 +117,40 @@ impl Session {
                 self.send_error(id, ErrorCode::UnknownType, &format!("no handler for type {kind:?}"))
             }
         }
+    }
+
+    /// Charges a malformed frame to the `default` bucket and counts it as a refusal.
+    /// Returns `true` when that closed the connection for abuse.
+    pub(super) fn charge_malformed(&mut self) -> bool {
+        let now = Instant::now();
+        let abusive = match self.limiter.check(BucketKind::Default, now) {
+            Verdict::Allowed => self.limiter.refused(now).is_some(),
+            Verdict::Limited { .. } => false,
+            Verdict::Abusive => true,
+        };
+        if abusive {
+            self.close_abusive();
+        }
+        abusive
+    }
+
+    fn send_rate_limited(&self, id: Option<&RequestId>, bucket: BucketKind, retry_after: f64) {
+        // Rounded up to the millisecond: never earlier than a token is really back.
+        let retry_after = (retry_after * 1000.0).ceil() / 1000.0;
+        let message = format!("rate limit exceeded for '{}'", bucket.name());
+        self.send(outbound::error(
+            id,
+            ErrorCode::RateLimited,
+            &message,
+            Some(retry_after),
+            now_millis(),
+        ));
+    }
+
+    fn close_abusive(&self) {
+        let limit = self.node.config.rate_limits.abuse_close_after;
+        tracing::warn!(limit, "closing connection: too many refused requests within 10 s");
+        self.closer.close(CloseCode::Policy, "too many refused requests");
     }
 
     fn identity(&self) -> &Identity {
@@ -290,6 +345,7 @@ impl Session {
         if first_auth {
             self.established();
         } else {
+            self.restart_token_clock();
             let info = ConnectionInfo {
                 user: self.identity().user.clone(),
                 closer: self.closer.clone(),

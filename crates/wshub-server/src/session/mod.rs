@@ -6,7 +6,9 @@
 //! state; the writer runs as its own task so a slow socket never stalls reading.
 
 mod dispatch;
+mod expiry;
 pub mod outbox;
+pub mod rate_limit;
 mod writer;
 
 use crate::auth::{AuthError, Identity};
@@ -51,6 +53,11 @@ pub(crate) struct Session {
     /// `None` until the connection authenticated (anonymous access off, no token yet).
     identity: Option<Identity>,
     subscriptions: HashSet<Topic>,
+    limiter: rate_limit::RateLimiter,
+    /// When the token expires and what happens then.
+    token_clock: expiry::TokenClock,
+    /// Set when `token_clock` changed (authentication), so the read loop re-arms its timer.
+    token_changed: bool,
     outbox: Outbox,
     closer: Closer,
 }
@@ -80,6 +87,9 @@ pub async fn run(node: Arc<Node>, upgraded: Upgraded, params: ConnectParams, slo
         resume_error: None,
         identity: None,
         subscriptions: HashSet::new(),
+        limiter: rate_limit::RateLimiter::new(&node.config.rate_limits, Instant::now()),
+        token_clock: expiry::TokenClock::new(None, Duration::ZERO, Instant::now()),
+        token_changed: false,
         outbox,
         closer,
     };
@@ -138,6 +148,7 @@ impl Session {
 
     /// Registers the connection and sends `connection.established`.
     fn established(&mut self) {
+        self.restart_token_clock();
         let Some(identity) = &self.identity else { return };
         self.node.connections.register(
             &self.id,
@@ -169,6 +180,13 @@ impl Session {
         self.send(outbound::reply(None, "connection.established", &payload, now_millis()));
     }
 
+    /// Starts the token clock for the current identity.
+    fn restart_token_clock(&mut self) {
+        let leeway = self.node.config.auth.jwt.leeway;
+        self.token_clock = expiry::TokenClock::new(self.identity.as_ref(), leeway, Instant::now());
+        self.token_changed = true;
+    }
+
     async fn read_loop(&mut self, mut reader: WsReader) {
         let config = &self.node.config;
         let pong_wait = config.websocket.pong_wait;
@@ -182,7 +200,14 @@ impl Session {
         };
         let auth_timer = sleep_until(auth_deadline);
         tokio::pin!(auth_timer);
+        let token_timer = sleep_until(far_future);
+        tokio::pin!(token_timer);
         loop {
+            if std::mem::take(&mut self.token_changed) {
+                token_timer
+                    .as_mut()
+                    .reset(self.token_clock.deadline().unwrap_or(far_future));
+            }
             let frame = tokio::select! {
                 biased;
                 () = self.closer.closing() => return,
@@ -195,6 +220,21 @@ impl Session {
                 () = &mut heartbeat => {
                     self.closer.close(CloseCode::Heartbeat, "heartbeat timeout");
                     return;
+                }
+                () = &mut token_timer, if self.token_clock.deadline().is_some() => {
+                    let grace = self.node.config.auth.refresh_grace;
+                    match self.token_clock.on_deadline(grace, Instant::now()) {
+                        expiry::Expiry::Expired => {
+                            let message = format!("token expired; send auth with a fresh token within {}", humantime::format_duration(grace));
+                            self.send_error(None, ErrorCode::TokenExpired, &message);
+                            self.token_changed = true;
+                        }
+                        expiry::Expiry::Close => {
+                            self.closer.close(CloseCode::TokenExpired, "token expired");
+                            return;
+                        }
+                    }
+                    continue;
                 }
                 () = &mut auth_timer, if self.identity.is_none() => {
                     self.send_error(None, ErrorCode::Unauthorized, "no auth message within auth_timeout");
@@ -210,11 +250,16 @@ impl Session {
                     return;
                 }
                 Some(Ok(Inbound::Text(bytes))) => self.handle_text(&bytes).await,
-                Some(Ok(Inbound::Binary(_))) => self.send_error(
-                    None,
-                    ErrorCode::InvalidMessage,
-                    "binary frames are not accepted on this hub; send JSON text frames",
-                ),
+                Some(Ok(Inbound::Binary(_))) => {
+                    if self.charge_malformed() {
+                        return;
+                    }
+                    self.send_error(
+                        None,
+                        ErrorCode::InvalidMessage,
+                        "binary frames are not accepted on this hub; send JSON text frames",
+                    )
+                }
                 Some(Ok(Inbound::Heartbeat)) => {}
                 Some(Ok(Inbound::Close(code))) => {
                     tracing::debug!(?code, "client closed");
