@@ -1,5 +1,6 @@
 //! The node: everything a connection or an HTTP handler needs, behind one cheap handle.
 
+use crate::accept::{HandshakeRate, IpConnections, IpSlot, WarnThrottle};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::fanout::{ConnectionKey, Registry};
@@ -8,11 +9,15 @@ use crate::session::outbox::Closer;
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 use wshub_broker::Broker;
 use wshub_protocol::{CloseCode, ConnectionId, EventId};
+
+/// How often a refused client IP may be warned about; other refusals are logged at debug level.
+const REFUSAL_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Shared state of one hub process. Clone the [`Arc`], not the node.
 pub struct Node {
@@ -26,8 +31,12 @@ pub struct Node {
     pub broker: Arc<dyn Broker>,
     /// Local subscriptions.
     pub registry: Arc<Registry>,
-    /// Live connections, for the API and status.
+    /// Live connections, for the API and status, and the slots that bound them.
     pub connections: Arc<Connections>,
+    /// Per-IP handshake buckets (`websocket.handshake_rate_per_ip`).
+    pub handshake_rate: HandshakeRate,
+    /// At most one warning per client IP per minute about refused (429) upgrades.
+    pub refusal_warnings: WarnThrottle,
     /// Draining state and task tracking.
     pub shutdown: Shutdown,
     /// When the node started.
@@ -48,6 +57,7 @@ impl Node {
     ) -> Node {
         let ids = IdGenerator::new();
         let name = format!("wshub-{}", ids.prefix);
+        let handshake_rate = HandshakeRate::new(config.websocket.handshake_rate_per_ip);
         Node {
             config,
             rules,
@@ -55,6 +65,8 @@ impl Node {
             broker,
             registry,
             connections: Arc::default(),
+            handshake_rate,
+            refusal_warnings: WarnThrottle::new(REFUSAL_WARN_EVERY),
             shutdown: Shutdown::default(),
             started: Instant::now(),
             name,
@@ -114,22 +126,43 @@ pub struct Connections {
     table: Mutex<HashMap<ConnectionId, ConnectionInfo>>,
     /// Connections holding a slot, counted from the upgrade on (before the session registers).
     slots: AtomicUsize,
+    /// The same connections counted per client IP (`max_connections_per_ip`).
+    per_ip: Arc<IpConnections>,
+}
+
+/// Why [`Connections::reserve`] gave no slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotRefused {
+    /// The client IP already holds `max_connections_per_ip` connections (HTTP 429).
+    PerIp,
+    /// The hub holds `max_connections` connections (HTTP 503).
+    Full,
 }
 
 impl Connections {
-    /// Takes a connection slot if fewer than `max` are held.
-    pub fn try_reserve(self: &Arc<Self>, max: usize) -> Option<ConnectionSlot> {
+    /// Takes a connection slot for a client at `ip`: refused if that address already holds
+    /// `max_per_ip` connections, then if the hub holds `max`. The slot (and the address's share)
+    /// is released when the returned [`ConnectionSlot`] is dropped.
+    pub fn reserve(self: &Arc<Self>, ip: IpAddr, max_per_ip: usize, max: usize) -> Result<ConnectionSlot, SlotRefused> {
+        let ip_slot = self.per_ip.try_acquire(ip, max_per_ip).ok_or(SlotRefused::PerIp)?;
+        // On refusal `ip_slot` drops here and gives the address's share back.
         self.slots
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .ok()
-            .map(|_| ConnectionSlot {
-                connections: Arc::clone(self),
-            })
+            .map_err(|_| SlotRefused::Full)?;
+        Ok(ConnectionSlot {
+            connections: Arc::clone(self),
+            ip: Some(ip_slot),
+        })
     }
 
     /// Connections currently holding a slot.
     pub fn count(&self) -> usize {
         self.slots.load(Ordering::Acquire)
+    }
+
+    /// Connections currently held by the client at `ip`.
+    pub fn count_from(&self, ip: IpAddr) -> usize {
+        self.per_ip.count(ip)
     }
 
     /// Registers a connection once its identity is known (or updates it after `auth`).
@@ -165,13 +198,59 @@ impl Connections {
     }
 }
 
-/// A held connection slot; released on drop.
+/// A held connection slot, kept by the session for the connection's whole life; released
+/// (with its client IP's share) on drop.
 pub struct ConnectionSlot {
     connections: Arc<Connections>,
+    /// The client IP's share; `None` only while dropping.
+    ip: Option<IpSlot>,
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
+        // The address's share first: once `count()` (and `/ws/status`) shows the connection gone,
+        // its client can connect again.
+        drop(self.ip.take());
         self.connections.slots.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn per_ip_limit_is_checked_before_the_global_one() {
+        let connections = Arc::new(Connections::default());
+        let _a1 = connections.reserve(A, 1, 2).expect("first");
+        assert!(matches!(connections.reserve(A, 1, 2), Err(SlotRefused::PerIp)));
+        let _b1 = connections.reserve(B, 1, 2).expect("second address");
+        // Both limits are reached for A; the per-IP one answers.
+        assert!(matches!(connections.reserve(A, 1, 2), Err(SlotRefused::PerIp)));
+        assert_eq!(connections.count(), 2);
+    }
+
+    #[test]
+    fn a_full_hub_gives_the_address_share_back() {
+        let connections = Arc::new(Connections::default());
+        let _a1 = connections.reserve(A, 5, 1).expect("first");
+        assert!(matches!(connections.reserve(B, 5, 1), Err(SlotRefused::Full)));
+        assert_eq!(connections.count_from(B), 0, "a refused reservation holds nothing");
+        assert_eq!(connections.per_ip.addresses(), 1);
+    }
+
+    #[test]
+    fn dropping_the_slot_releases_both_counts() {
+        let connections = Arc::new(Connections::default());
+        let slot = connections.reserve(A, 1, 1).expect("first");
+        assert_eq!((connections.count(), connections.count_from(A)), (1, 1));
+        drop(slot);
+        assert_eq!((connections.count(), connections.count_from(A)), (0, 0));
+        assert_eq!(connections.per_ip.addresses(), 0, "the address is forgotten at 0");
+        let _again = connections.reserve(A, 1, 1).expect("free again");
     }
 }

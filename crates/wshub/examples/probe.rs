@@ -36,6 +36,16 @@ enum Mode {
         #[arg(long)]
         server_pid: u32,
     },
+    /// One client publishing as fast as replies come back (`window` requests in flight).
+    Publish {
+        #[arg(long, default_value_t = 50_000)]
+        count: usize,
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+        /// A token allowed to publish (e.g. from `wshub token --role admin --sub probe`).
+        #[arg(long)]
+        token: String,
+    },
     Fanout {
         #[arg(long, default_value_t = 1000)]
         subscribers: usize,
@@ -111,6 +121,38 @@ async fn main() {
             );
             drop(clients);
         }
+        Mode::Publish { count, window, token } => {
+            let url = format!("ws://{}/ws?token={token}", args.addr);
+            let mut client = Client::connect(&url).await.expect("connect");
+            client
+                .next_of_type("connection.established", Duration::from_secs(10))
+                .await
+                .expect("established");
+            let started = Instant::now();
+            let (mut sent, mut acked, mut refused) = (0usize, 0usize, 0usize);
+            while acked < count {
+                while sent < count && sent - acked < window {
+                    let body =
+                        json!({"type": "publish", "topic": "probe/publish", "event": "tick", "payload": {"n": sent}});
+                    client.send_json(&body).await.expect("send");
+                    sent += 1;
+                }
+                match client.next(Duration::from_secs(30)).await.expect("reply") {
+                    Incoming::Json(v) if v["type"] == "published" => acked += 1,
+                    Incoming::Json(v) if v["type"] == "error" => {
+                        acked += 1;
+                        refused += 1;
+                    }
+                    Incoming::Closed(code) => panic!("closed: {code:?}"),
+                    _ => {}
+                }
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            println!(
+                "{count} publishes in {elapsed:.2}s: {:.0} publishes/s ({refused} refused)",
+                count as f64 / elapsed
+            );
+        }
         Mode::Fanout {
             subscribers,
             events,
@@ -118,7 +160,6 @@ async fn main() {
         } => {
             let clients = connect_many(&args.addr, subscribers, |_| "fanout".to_owned()).await;
             let received = Arc::new(AtomicU64::new(0));
-            let done = Instant::now();
             let readers: Vec<_> = clients
                 .into_iter()
                 .map(|mut client| {
@@ -157,7 +198,6 @@ async fn main() {
             }
             let total = started.elapsed();
             let deliveries = received.load(Ordering::Relaxed);
-            let _ = done;
             println!(
                 "published {events} events in {:.2}s; {deliveries} deliveries to {subscribers} subscribers in {:.2}s",
                 publish_time.as_secs_f64(),

@@ -2,10 +2,15 @@
 //!
 //! `listener` accepts TCP and parses HTTP/1 (with `handshake_timeout` covering the
 //! request head); `upgrade` decides whether a request on the WebSocket path becomes
-//! a session (origin, capacity, draining) and hands the upgraded socket to it.
+//! a session (origin, per-IP limits, capacity, draining) and hands the upgraded socket to it.
+//! `handshake_rate` and `per_ip` hold the per-client-IP state those decisions need.
 
+mod handshake_rate;
 mod listener;
+mod per_ip;
 mod upgrade;
 
+pub use handshake_rate::{HandshakeRate, retry_after_secs};
 pub use listener::accept_loop;
+pub use per_ip::{IpConnections, IpSlot, WarnThrottle, client_ip};
 pub use upgrade::{bearer_token, upgrade};

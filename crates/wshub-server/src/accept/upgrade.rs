@@ -1,7 +1,15 @@
 //! The WebSocket upgrade: who may open a session, and with what parameters.
+//!
+//! Checks run cheapest and most general first: a valid upgrade request (400), a draining node
+//! (503), the origin (403), the client IP's handshake rate (429 + `Retry-After`), the client IP's
+//! live connections (429), the hub's `max_connections` (503). Each refusal is logged at debug
+//! level with the client IP; 429s also warn, at most once per IP per minute. Query strings (they
+//! may hold tokens) are never logged.
 
+use super::handshake_rate::retry_after_secs;
+use super::per_ip::client_ip;
 use crate::http::ApiError;
-use crate::node::Node;
+use crate::node::{Node, SlotRefused};
 use crate::session::{self, ConnectParams};
 use crate::transport::{accept_key, validate_upgrade};
 use axum::body::Body;
@@ -9,8 +17,9 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use tokio::time::Instant;
 
 /// The `Authorization: Bearer …` token, if any.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -22,8 +31,22 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn refuse(error: ApiError) -> Response {
+fn refuse(ip: IpAddr, error: ApiError) -> Response {
+    tracing::debug!(%ip, status = error.status().as_u16(), reason = error.message(), "upgrade refused");
     error.into_response()
+}
+
+/// A 429 for `ip`: logged at debug level like every refusal, and as a warning at most once per
+/// address per minute, so a storm of refusals cannot flood the log.
+fn refuse_too_many(node: &Node, ip: IpAddr, limit: &'static str, error: ApiError) -> Response {
+    if node.refusal_warnings.allow(ip, Instant::now()) {
+        tracing::warn!(
+            %ip,
+            limit,
+            "refusing WebSocket upgrades from this address (HTTP 429); further refusals for it are logged at debug level for a minute"
+        );
+    }
+    refuse(ip, error)
 }
 
 fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
@@ -43,22 +66,38 @@ pub async fn upgrade(
     mut request: http::Request<Body>,
 ) -> Response {
     let config = &node.config.websocket;
+    let ip = client_ip(peer);
     let key = match validate_upgrade(request.method(), request.headers()) {
         Ok(key) => accept_key(key),
-        Err(error) => return refuse(ApiError::bad_request(error.to_string())),
+        Err(error) => return refuse(ip, ApiError::bad_request(error.to_string())),
     };
     if node.shutdown.is_draining() {
-        return refuse(ApiError::unavailable("the hub is shutting down"));
+        return refuse(ip, ApiError::unavailable("the hub is shutting down"));
     }
     if !origin_allowed(&config.allowed_origins, request.headers()) {
-        return refuse(ApiError::forbidden("origin not allowed"));
+        return refuse(ip, ApiError::forbidden("origin not allowed"));
     }
-    let Some(slot) = node.connections.try_reserve(config.max_connections) else {
-        tracing::warn!(
-            max = config.max_connections,
-            "max_connections reached; refusing upgrade"
-        );
-        return refuse(ApiError::unavailable("max_connections reached"));
+    if let Err(wait) = node.handshake_rate.check(ip, Instant::now()) {
+        let error = ApiError::too_many("too many handshakes from this address (handshake_rate_per_ip)")
+            .with_retry_after(retry_after_secs(wait));
+        return refuse_too_many(&node, ip, "handshake_rate_per_ip", error);
+    }
+    let slot = match node
+        .connections
+        .reserve(ip, config.max_connections_per_ip, config.max_connections)
+    {
+        Ok(slot) => slot,
+        Err(SlotRefused::PerIp) => {
+            let error = ApiError::too_many("too many connections from this address (max_connections_per_ip)");
+            return refuse_too_many(&node, ip, "max_connections_per_ip", error);
+        }
+        Err(SlotRefused::Full) => {
+            // Throttled like the 429s: a storm at capacity must not flood the log.
+            if node.refusal_warnings.allow(ip, Instant::now()) {
+                tracing::warn!(max = config.max_connections, %ip, "max_connections reached; refusing upgrades");
+            }
+            return refuse(ip, ApiError::unavailable("max_connections reached"));
+        }
     };
     let mut query = query;
     let params = ConnectParams {

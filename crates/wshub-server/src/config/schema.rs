@@ -129,6 +129,9 @@ pub struct WebSocketConfig {
     pub max_connections: usize,
     /// Connections per client IP; past it upgrades get 429 (default 1000).
     pub max_connections_per_ip: usize,
+    /// WebSocket handshakes per client IP, as a token bucket: `capacity` at once, then
+    /// `refill_per_sec`; over it upgrades get 429 with `Retry-After` (default 1000, 1000/s).
+    pub handshake_rate_per_ip: Bucket,
     /// Time to read the HTTP upgrade request and complete the handshake (default 10 s).
     #[serde(with = "units::duration")]
     pub handshake_timeout: Duration,
@@ -158,6 +161,7 @@ impl Default for WebSocketConfig {
             max_message_size: Size::mib(1),
             max_connections: 10_000,
             max_connections_per_ip: 1000,
+            handshake_rate_per_ip: Bucket::new(1000, 1000.0),
             handshake_timeout: Duration::from_secs(10),
             allowed_origins: vec!["*".to_owned()],
             outbound_queue: 1024,
@@ -456,6 +460,7 @@ mod tests {
         assert_eq!(ws.path, "/ws");
         assert_eq!(ws.max_message_size.as_bytes(), 1 << 20);
         assert_eq!((ws.max_connections, ws.max_connections_per_ip), (10_000, 1000));
+        assert_eq!(ws.handshake_rate_per_ip, Bucket::new(1000, 1000.0));
         assert_eq!(ws.handshake_timeout, secs(10));
         assert_eq!(ws.allowed_origins, vec!["*".to_owned()]);
         assert_eq!(ws.outbound_queue, 1024);

@@ -84,6 +84,7 @@ fn check_websocket(c: &Config, warnings: &mut Vec<String>) -> Check {
     at_least_size("websocket.max_message_size", ws.max_message_size, Size::kib(1))?;
     at_least("websocket.max_connections", ws.max_connections, 1)?;
     at_least("websocket.max_connections_per_ip", ws.max_connections_per_ip, 1)?;
+    check_bucket("websocket.handshake_rate_per_ip", &ws.handshake_rate_per_ip)?;
     at_least("websocket.outbound_queue", ws.outbound_queue, 1)?;
     at_least_size("websocket.outbound_queue_bytes", ws.outbound_queue_bytes, Size::kib(1))?;
     at_least(
@@ -301,6 +302,20 @@ fn check_history(c: &Config) -> Check {
     positive("reconnection.token_ttl", c.reconnection.token_ttl)
 }
 
+/// A token bucket that can ever admit something: `capacity` ≥ 1 and a finite `refill_per_sec` > 0.
+fn check_bucket(key: &str, bucket: &Bucket) -> Check {
+    if bucket.capacity < 1 {
+        return Err(ConfigError::invalid(format!("{key}.capacity"), "must be at least 1"));
+    }
+    if !(bucket.refill_per_sec.is_finite() && bucket.refill_per_sec > 0.0) {
+        return Err(ConfigError::invalid(
+            format!("{key}.refill_per_sec"),
+            format!("{} must be above 0", bucket.refill_per_sec),
+        ));
+    }
+    Ok(())
+}
+
 fn check_rate_limits(c: &Config) -> Check {
     let rl = &c.rate_limits;
     let buckets: [(&str, &Bucket); 4] = [
@@ -310,18 +325,7 @@ fn check_rate_limits(c: &Config) -> Check {
         ("default", &rl.default),
     ];
     for (name, bucket) in buckets {
-        if bucket.capacity < 1 {
-            return Err(ConfigError::invalid(
-                format!("rate_limits.{name}.capacity"),
-                "must be at least 1",
-            ));
-        }
-        if !(bucket.refill_per_sec.is_finite() && bucket.refill_per_sec > 0.0) {
-            return Err(ConfigError::invalid(
-                format!("rate_limits.{name}.refill_per_sec"),
-                format!("{} must be above 0", bucket.refill_per_sec),
-            ));
-        }
+        check_bucket(&format!("rate_limits.{name}"), bucket)?;
     }
     if rl.abuse_close_after < 1 {
         return Err(ConfigError::invalid(
@@ -430,5 +434,45 @@ fn check_broker(c: &Config, warnings: &mut Vec<String>) -> Check {
             ),
         )),
         Some(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::from_yaml_str;
+
+    fn failing_key(yaml: &str) -> String {
+        let error = from_yaml_str(yaml).expect_err(yaml);
+        error.key().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn handshake_rate_per_ip_must_admit_something() {
+        assert_eq!(
+            failing_key("websocket: { handshake_rate_per_ip: { capacity: 0 } }"),
+            "websocket.handshake_rate_per_ip.capacity"
+        );
+        for refill in ["0", "-1", "-0.5"] {
+            assert_eq!(
+                failing_key(&format!(
+                    "websocket: {{ handshake_rate_per_ip: {{ refill_per_sec: {refill} }} }}"
+                )),
+                "websocket.handshake_rate_per_ip.refill_per_sec",
+                "{refill}"
+            );
+        }
+        let ok = from_yaml_str("websocket: { handshake_rate_per_ip: { capacity: 1, refill_per_sec: 0.01 } }")
+            .expect("a slow bucket is valid");
+        assert_eq!(ok.config.websocket.handshake_rate_per_ip, Bucket::new(1, 0.01));
+        assert_eq!(
+            from_yaml_str("websocket: { handshake_rate_per_ip: { capacity: 5 } }")
+                .expect("partial bucket")
+                .config
+                .websocket
+                .handshake_rate_per_ip,
+            Bucket::new(5, 1000.0),
+            "an omitted refill_per_sec keeps its default"
+        );
     }
 }

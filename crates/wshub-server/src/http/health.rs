@@ -80,6 +80,10 @@ pub async fn ws_status(State(node): State<Arc<Node>>) -> Json<serde_json::Value>
     let limits = json!({
         "max_connections": ws.max_connections,
         "max_connections_per_ip": ws.max_connections_per_ip,
+        "handshake_rate_per_ip": {
+            "capacity": ws.handshake_rate_per_ip.capacity,
+            "refill_per_sec": ws.handshake_rate_per_ip.refill_per_sec,
+        },
         "max_message_size": ws.max_message_size.as_bytes(),
         "outbound_queue": ws.outbound_queue,
         "outbound_queue_bytes": ws.outbound_queue_bytes.as_bytes(),
