@@ -25,6 +25,7 @@ pub mod node;
 pub mod permissions;
 pub mod session;
 mod shutdown;
+pub mod stats;
 pub mod transport;
 
 pub use error::ServerError;

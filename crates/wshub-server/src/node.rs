@@ -7,6 +7,7 @@ use crate::fanout::{ConnectionKey, Registry};
 use crate::permissions::TopicRules;
 use crate::session::outbox::Closer;
 use crate::shutdown::Shutdown;
+use crate::stats::Stats;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -37,6 +38,8 @@ pub struct Node {
     pub handshake_rate: HandshakeRate,
     /// At most one warning per client IP per minute about refused (429) upgrades.
     pub refusal_warnings: WarnThrottle,
+    /// Refusal counters.
+    pub stats: Stats,
     /// Draining state and task tracking.
     pub shutdown: Shutdown,
     /// When the node started.
@@ -67,6 +70,7 @@ impl Node {
             connections: Arc::default(),
             handshake_rate,
             refusal_warnings: WarnThrottle::new(REFUSAL_WARN_EVERY),
+            stats: Stats::default(),
             shutdown: Shutdown::default(),
             started: Instant::now(),
             name,

@@ -75,6 +75,11 @@ async fn other_request_types_share_the_default_bucket_and_multi_topic_costs_one(
     assert_eq!(reply["payload"]["message"], "rate limit exceeded for 'default'");
     let retry_after = reply["payload"]["retry_after"].as_f64().expect("float");
     assert!(retry_after > 9.0 && retry_after <= 10.0, "{retry_after}");
+    let (_, status) = hub.get("/ws/status").await;
+    assert_eq!(
+        status["counters"]["rate_limited"],
+        json!({"ping": 0, "subscribe": 0, "unsubscribe": 0, "default": 1})
+    );
 }
 
 #[tokio::test]
@@ -93,6 +98,9 @@ async fn more_than_abuse_close_after_refusals_closes_with_1008() {
         Some(1008),
         "the sixth refusal closes"
     );
+    let (_, status) = hub.get("/ws/status").await;
+    assert_eq!(status["counters"]["rate_limited"]["ping"], 5, "{status}");
+    assert_eq!(status["counters"]["abuse_closes"], 1);
 }
 
 #[tokio::test]

@@ -65,6 +65,7 @@ struct Status<'a> {
     topics_truncated: bool,
     broker: serde_json::Value,
     limits: serde_json::Value,
+    counters: serde_json::Value,
 }
 
 /// `GET /ws/status`: what the node is doing and what limits it enforces.
@@ -102,6 +103,7 @@ pub async fn ws_status(State(node): State<Arc<Node>>) -> Json<serde_json::Value>
         topics_truncated,
         broker: json!({"kind": node.broker.kind(), "state": broker_state(&node)}),
         limits,
+        counters: node.stats.to_json(),
     };
     Json(serde_json::to_value(status).unwrap_or_default())
 }

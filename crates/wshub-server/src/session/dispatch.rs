@@ -135,6 +135,7 @@ impl Session {
     }
 
     fn send_rate_limited(&self, id: Option<&RequestId>, bucket: BucketKind, retry_after: f64) {
+        self.node.stats.rate_limited(bucket);
         // Rounded up to the millisecond: never earlier than a token is really back.
         let retry_after = (retry_after * 1000.0).ceil() / 1000.0;
         let message = format!("rate limit exceeded for '{}'", bucket.name());
@@ -150,6 +151,7 @@ impl Session {
     fn close_abusive(&self) {
         let limit = self.node.config.rate_limits.abuse_close_after;
         tracing::warn!(limit, "closing connection: too many refused requests within 10 s");
+        self.node.stats.abuse_close();
         self.closer.close(CloseCode::Policy, "too many refused requests");
     }
 
