@@ -26,6 +26,7 @@ pub mod permissions;
 pub mod session;
 mod shutdown;
 pub mod stats;
+pub mod token_bucket;
 pub mod transport;
 
 pub use error::ServerError;

@@ -6,6 +6,7 @@
 //! clients. All buckets sit behind one short lock, never held across an `.await`.
 
 use crate::config::Bucket;
+use crate::token_bucket::TokenBucket;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,8 +23,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// Per-IP handshake buckets.
 #[derive(Debug)]
 pub struct HandshakeRate {
-    capacity: f64,
-    refill_per_sec: f64,
+    config: Bucket,
     /// Idle time after which a bucket is full again and can be dropped without loss:
     /// at least [`IDLE_AFTER`], at most [`FORGET_AFTER`].
     idle_ttl: Duration,
@@ -32,14 +32,8 @@ pub struct HandshakeRate {
 
 #[derive(Debug)]
 struct Buckets {
-    by_ip: HashMap<IpAddr, IpBucket>,
+    by_ip: HashMap<IpAddr, TokenBucket>,
     next_sweep: Option<Instant>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct IpBucket {
-    tokens: f64,
-    last: Instant,
 }
 
 impl HandshakeRate {
@@ -50,8 +44,7 @@ impl HandshakeRate {
         // A bucket dropped before it is full would hand a slow-refill client a fresh burst.
         let to_full = Duration::try_from_secs_f64(capacity / refill_per_sec).unwrap_or(FORGET_AFTER);
         HandshakeRate {
-            capacity,
-            refill_per_sec,
+            config,
             idle_ttl: to_full.clamp(IDLE_AFTER, FORGET_AFTER),
             state: Mutex::new(Buckets {
                 by_ip: HashMap::new(),
@@ -68,22 +61,15 @@ impl HandshakeRate {
             let idle_ttl = self.idle_ttl;
             state
                 .by_ip
-                .retain(|_, bucket| now.saturating_duration_since(bucket.last) < idle_ttl);
+                .retain(|_, bucket| now.saturating_duration_since(bucket.last()) < idle_ttl);
             state.next_sweep = Some(now + SWEEP_EVERY);
         }
-        let bucket = state.by_ip.entry(ip).or_insert(IpBucket {
-            tokens: self.capacity,
-            last: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.refill_per_sec).min(self.capacity);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err((1.0 - bucket.tokens) / self.refill_per_sec)
-        }
+        let config = self.config;
+        state
+            .by_ip
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::new(config, now))
+            .try_take(now)
     }
 
     /// Addresses with a bucket (handshakes within the idle time, or not yet swept).
