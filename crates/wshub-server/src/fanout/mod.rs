@@ -5,7 +5,7 @@
 //! shared bytes onto each subscriber's [`Outbox`]. A full outbox closes that
 //! connection (4008) instead of blocking the publisher or anyone else.
 
-use crate::session::outbox::{Outbox, Outgoing};
+use crate::session::outbox::Outbox;
 use crate::transport::{OutFrame, SharedText};
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -128,7 +128,7 @@ impl Delivery for FanOut {
         let frame = OutFrame::Text(text);
         for outbox in subscribers.values() {
             // A full outbox closes its own connection (4008); the others carry on.
-            outbox.push(Outgoing::event(frame.clone(), Arc::clone(&publication)));
+            outbox.push(frame.clone());
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::fanout::ConnectionKey;
 use crate::node::{ConnectionInfo, ConnectionSlot, Node};
 use crate::transport::{self, Inbound, OutFrame, ReadError, SharedText, SocketConfig, WsReader};
 use hyper::upgrade::Upgraded;
-use outbox::{Closer, Outbox, Outgoing};
+use outbox::{Closer, Outbox};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -314,7 +314,7 @@ impl Session {
             ));
         }
         if let Some(text) = SharedText::from_vec(bytes) {
-            self.outbox.push(Outgoing::reply(OutFrame::Text(text)));
+            self.outbox.push(OutFrame::Text(text));
         }
     }
 

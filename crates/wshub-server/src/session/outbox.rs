@@ -10,36 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wshub_broker::Publication;
 use wshub_protocol::CloseCode;
-
-/// One queued frame, with the publication it carries (if it is an event) so the
-/// writer knows which stream position reached the socket.
-#[derive(Debug)]
-pub struct Outgoing {
-    /// The frame to write.
-    pub frame: OutFrame,
-    /// The event's publication, for events.
-    pub publication: Option<Arc<Publication>>,
-}
-
-impl Outgoing {
-    /// A reply or notice.
-    pub fn reply(frame: OutFrame) -> Outgoing {
-        Outgoing {
-            frame,
-            publication: None,
-        }
-    }
-
-    /// An event.
-    pub fn event(frame: OutFrame, publication: Arc<Publication>) -> Outgoing {
-        Outgoing {
-            frame,
-            publication: Some(publication),
-        }
-    }
-}
 
 /// Why and how a connection is closing. The first close requested wins.
 #[derive(Debug, Clone)]
@@ -97,7 +68,7 @@ impl Closer {
 /// The sending side of a connection's queue. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Outgoing>,
+    tx: mpsc::Sender<OutFrame>,
     queued_bytes: Arc<AtomicUsize>,
     max_bytes: usize,
     closer: Closer,
@@ -106,7 +77,7 @@ pub struct Outbox {
 /// The writer's side of the queue.
 #[derive(Debug)]
 pub struct OutboxReceiver {
-    rx: mpsc::Receiver<Outgoing>,
+    rx: mpsc::Receiver<OutFrame>,
     queued_bytes: Arc<AtomicUsize>,
 }
 
@@ -128,11 +99,11 @@ pub fn outbox(max_messages: usize, max_bytes: usize, closer: Closer) -> (Outbox,
 impl Outbox {
     /// Queues a frame. Returns `false` if the connection is closing (or was just
     /// closed because this push overflowed its queue).
-    pub fn push(&self, item: Outgoing) -> bool {
+    pub fn push(&self, item: OutFrame) -> bool {
         if self.closer.is_closing() {
             return false;
         }
-        let len = item.frame.len();
+        let len = item.len();
         let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
         if before + len > self.max_bytes && before > 0 {
             self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
@@ -163,16 +134,16 @@ impl Outbox {
 
 impl OutboxReceiver {
     /// The next queued frame; `None` when every sender is gone.
-    pub async fn recv(&mut self) -> Option<Outgoing> {
+    pub async fn recv(&mut self) -> Option<OutFrame> {
         let item = self.rx.recv().await?;
-        self.queued_bytes.fetch_sub(item.frame.len(), Ordering::Relaxed);
+        self.queued_bytes.fetch_sub(item.len(), Ordering::Relaxed);
         Some(item)
     }
 
     /// A queued frame if one is ready now.
-    pub fn try_recv(&mut self) -> Option<Outgoing> {
+    pub fn try_recv(&mut self) -> Option<OutFrame> {
         let item = self.rx.try_recv().ok()?;
-        self.queued_bytes.fetch_sub(item.frame.len(), Ordering::Relaxed);
+        self.queued_bytes.fetch_sub(item.len(), Ordering::Relaxed);
         Some(item)
     }
 
@@ -188,8 +159,8 @@ mod tests {
     use super::*;
     use crate::transport::SharedText;
 
-    fn text(n: usize) -> Outgoing {
-        Outgoing::reply(OutFrame::Text(SharedText::from_vec(vec![b'x'; n]).expect("ascii")))
+    fn text(n: usize) -> OutFrame {
+        OutFrame::Text(SharedText::from_vec(vec![b'x'; n]).expect("ascii"))
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub async fn run(mut ws: WsWriter, mut queue: OutboxReceiver, closer: Closer, co
                 Some(item) => tokio::select! {
                     biased;
                     () = closer.closing() => break,
-                    written = timeout(config.write_timeout, write_batch(&mut ws, item.frame, &mut queue)) => written,
+                    written = timeout(config.write_timeout, write_batch(&mut ws, item, &mut queue)) => written,
                 },
                 None => break,
             },
@@ -78,7 +78,7 @@ pub async fn run(mut ws: WsWriter, mut queue: OutboxReceiver, closer: Closer, co
         _ => {
             let flushed = timeout(config.write_timeout, async {
                 while let Some(item) = queue.try_recv() {
-                    ws.feed(item.frame).await?;
+                    ws.feed(item).await?;
                 }
                 ws.flush().await
             })
@@ -107,7 +107,7 @@ async fn write_batch(ws: &mut WsWriter, first: OutFrame, queue: &mut OutboxRecei
     ws.feed(first).await?;
     for _ in 1..MAX_BATCH {
         let Some(item) = queue.try_recv() else { break };
-        ws.feed(item.frame).await?;
+        ws.feed(item).await?;
     }
     ws.flush().await
 }
