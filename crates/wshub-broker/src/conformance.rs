@@ -6,12 +6,13 @@
 //! `#[tokio::test(start_paused = true)]`), so TTLs are checked without waiting.
 #![allow(clippy::unwrap_used)]
 
-use crate::{Broker, Delivery, HistoryPolicy, HistoryQuery, Publication, PublicationDraft, Recovery};
+use crate::{Broker, Delivery, HistoryPolicy, HistoryQuery, PresenceMember, Publication, PublicationDraft, Recovery};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
-use wshub_protocol::{Epoch, EventId, EventName, Offset, Topic};
+use wshub_protocol::{ConnectionId, Epoch, EventId, EventName, Offset, Topic};
 
 /// Records every delivered publication, in delivery order.
 #[derive(Default)]
@@ -109,6 +110,8 @@ pub async fn run_all<F: Factory>(factory: &F) {
     position_of_an_unused_topic_is_zero_and_stable(factory).await;
     expired_streams_restart_with_a_new_epoch(factory).await;
     streams_lists_live_topics(factory).await;
+    presence_follows_joins_and_leaves(factory).await;
+    records_are_claimed_once_and_expire(factory).await;
 }
 
 /// Invariant 3: offsets start at 1, increase by one, and share the epoch.
@@ -351,5 +354,59 @@ pub async fn streams_lists_live_topics<F: Factory>(factory: &F) {
     assert!(
         names.contains(&"s1".to_owned()) && names.contains(&"s2".to_owned()),
         "{names:?}"
+    );
+}
+
+fn member(id: &str) -> PresenceMember {
+    PresenceMember {
+        connection_id: ConnectionId::new(id),
+        user: Some(format!("user-{id}")),
+        client_id: Some(format!("client-{id}")),
+    }
+}
+
+/// Presence counts every member, lists at most the limit, and forgets who left.
+pub async fn presence_follows_joins_and_leaves<F: Factory>(factory: &F) {
+    let engine = factory.build(Arc::default());
+    let room = topic("room");
+    for id in ["c1", "c2", "c3"] {
+        engine.presence_join(&room, member(id)).await.unwrap();
+    }
+    engine.presence_join(&room, member("c2")).await.unwrap();
+    let page = engine.presence(&room, 2).await.unwrap();
+    assert_eq!((page.count, page.clients.len(), page.truncated), (3, 2, true));
+    engine.presence_leave(&room, &ConnectionId::new("c2")).await.unwrap();
+    let page = engine.presence(&room, 10).await.unwrap();
+    assert_eq!(page.count, 2);
+    assert!(!page.truncated);
+    assert_eq!(page.clients, vec![member("c1"), member("c3")]);
+    assert_eq!(engine.presence(&topic("empty"), 10).await.unwrap().count, 0);
+}
+
+/// Invariant 5: a key is claimed by one caller until it expires; records expire too.
+pub async fn records_are_claimed_once_and_expire<F: Factory>(factory: &F) {
+    let engine = factory.build(Arc::default());
+    let ttl = Duration::from_secs(10);
+    assert!(engine.claim("token:a", ttl).await.unwrap());
+    assert!(!engine.claim("token:a", ttl).await.unwrap(), "a second claim fails");
+    assert!(engine.claim("token:b", ttl).await.unwrap(), "keys are independent");
+    engine
+        .put_record("state:a", Bytes::from_static(b"one"), ttl)
+        .await
+        .unwrap();
+    engine
+        .put_record("state:a", Bytes::from_static(b"two"), ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.record("state:a").await.unwrap(),
+        Some(Bytes::from_static(b"two"))
+    );
+    assert_eq!(engine.record("state:missing").await.unwrap(), None);
+    tokio::time::advance(ttl + Duration::from_secs(1)).await;
+    assert_eq!(engine.record("state:a").await.unwrap(), None, "records expire");
+    assert!(
+        engine.claim("token:a", ttl).await.unwrap(),
+        "an expired claim is free again"
     );
 }

@@ -11,11 +11,16 @@
 pub mod conformance;
 mod error;
 mod memory;
+mod presence;
 mod publication;
+mod records;
 mod stream;
 mod traits;
 
 pub use error::BrokerError;
 pub use memory::MemoryBroker;
 pub use publication::{Publication, PublicationDraft, SenderId};
-pub use traits::{Broker, BrokerHealth, Delivery, HistoryPage, HistoryPolicy, HistoryQuery, Recovery, StreamPosition};
+pub use traits::{
+    Broker, BrokerHealth, Delivery, HistoryPage, HistoryPolicy, HistoryQuery, PresenceMember, PresencePage, Recovery,
+    StreamPosition,
+};

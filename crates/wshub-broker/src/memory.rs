@@ -1,12 +1,16 @@
 //! The in-memory engine: one process, streams kept in RAM, sharded by topic.
 
 use crate::error::BrokerError;
+use crate::presence::PresenceTable;
 use crate::publication::PublicationDraft;
+use crate::records::RecordTable;
 use crate::stream::Stream;
 use crate::traits::{
-    Broker, BrokerHealth, Delivery, HistoryPage, HistoryPolicy, HistoryQuery, Recovery, StreamPosition,
+    Broker, BrokerHealth, Delivery, HistoryPage, HistoryPolicy, HistoryQuery, PresenceMember, PresencePage, Recovery,
+    StreamPosition,
 };
 use async_trait::async_trait;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -14,7 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
-use wshub_protocol::{Epoch, Offset, Topic};
+use wshub_protocol::{ConnectionId, Epoch, Offset, Topic};
 
 const SHARDS: usize = 32;
 /// How often expired streams are swept out.
@@ -42,6 +46,8 @@ struct Shared {
     idle_ttl: Duration,
     epoch_prefix: String,
     epoch_counter: AtomicU64,
+    presence: PresenceTable,
+    records: RecordTable,
 }
 
 impl MemoryBroker {
@@ -59,6 +65,8 @@ impl MemoryBroker {
             idle_ttl,
             epoch_prefix: nonce[..8].to_owned(),
             epoch_counter: AtomicU64::new(0),
+            presence: PresenceTable::default(),
+            records: RecordTable::default(),
         });
         tokio::spawn(sweep_expired(Arc::downgrade(&shared)));
         MemoryBroker { shared }
@@ -129,6 +137,7 @@ impl Shared {
                 keep
             });
         }
+        self.records.sweep(now);
     }
 }
 
@@ -218,6 +227,33 @@ impl Broker for MemoryBroker {
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)
+    }
+
+    async fn presence_join(&self, topic: &Topic, member: PresenceMember) -> Result<(), BrokerError> {
+        self.shared.presence.join(topic, member);
+        Ok(())
+    }
+
+    async fn presence_leave(&self, topic: &Topic, connection: &ConnectionId) -> Result<(), BrokerError> {
+        self.shared.presence.leave(topic, connection);
+        Ok(())
+    }
+
+    async fn presence(&self, topic: &Topic, limit: usize) -> Result<PresencePage, BrokerError> {
+        Ok(self.shared.presence.page(topic, limit))
+    }
+
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, BrokerError> {
+        Ok(self.shared.records.claim(key, ttl, Instant::now()))
+    }
+
+    async fn put_record(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BrokerError> {
+        self.shared.records.put(key, value, ttl, Instant::now());
+        Ok(())
+    }
+
+    async fn record(&self, key: &str) -> Result<Option<Bytes>, BrokerError> {
+        Ok(self.shared.records.get(key, Instant::now()))
     }
 }
 

@@ -3,9 +3,10 @@
 use crate::error::BrokerError;
 use crate::publication::{Publication, PublicationDraft};
 use async_trait::async_trait;
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
-use wshub_protocol::{Epoch, Offset, Topic};
+use wshub_protocol::{ConnectionId, Epoch, Offset, Topic};
 
 /// Where a topic's stream stands: the last offset given out, in which epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,28 @@ pub enum Recovery {
     Incomplete { position: StreamPosition },
 }
 
+/// One connection present on a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceMember {
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// Its user (`None` when anonymous).
+    pub user: Option<String>,
+    /// Its `client_id`, if it gave one.
+    pub client_id: Option<String>,
+}
+
+/// Who is on a topic: the full count and at most `limit` members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresencePage {
+    /// Connections present, all nodes together.
+    pub count: usize,
+    /// Members, at most the limit asked for, ordered by connection id.
+    pub clients: Vec<PresenceMember>,
+    /// Whether members were left out.
+    pub truncated: bool,
+}
+
 /// Whether the broker can serve right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerHealth {
@@ -89,7 +112,10 @@ pub trait Delivery: Send + Sync + 'static {
 ///    topic expired `ttl` after its last publish and was re-created).
 /// 4. **History** keeps at most `policy.size` newest events of a topic for
 ///    `policy.ttl` after the last publish; engines may also bound the total.
-/// 5. **Failure is explicit.** When the backing service is down, operations return
+/// 5. **Records are shared and claimed once.** [`claim`](Broker::claim) succeeds for
+///    exactly one caller per key until the key expires, on every node of a cluster; this
+///    is what makes reconnection tokens single-use wherever they are presented.
+/// 6. **Failure is explicit.** When the backing service is down, operations return
 ///    [`BrokerError::Unavailable`] rather than pretending success.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
@@ -119,4 +145,27 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Every topic that currently has a stream (history or a live offset), with its position.
     async fn streams(&self) -> Result<Vec<(Topic, StreamPosition)>, BrokerError>;
+
+    // Presence: who is on a topic (only for topics whose rule enables it).
+
+    /// Adds (or refreshes) a member of `topic`.
+    async fn presence_join(&self, topic: &Topic, member: PresenceMember) -> Result<(), BrokerError>;
+
+    /// Removes a connection from `topic`.
+    async fn presence_leave(&self, topic: &Topic, connection: &ConnectionId) -> Result<(), BrokerError>;
+
+    /// Who is on `topic`, with at most `limit` members listed.
+    async fn presence(&self, topic: &Topic, limit: usize) -> Result<PresencePage, BrokerError>;
+
+    // Records: small values with a lifetime, shared by all nodes (reconnection tokens'
+    // single use, the state a closed connection left for its resumption, revocations).
+
+    /// Creates `key` for `ttl` if it does not exist; `true` for the one caller that created it.
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, BrokerError>;
+
+    /// Stores `value` under `key` for `ttl`, replacing any previous value.
+    async fn put_record(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BrokerError>;
+
+    /// The value under `key`, unless it expired.
+    async fn record(&self, key: &str) -> Result<Option<Bytes>, BrokerError>;
 }

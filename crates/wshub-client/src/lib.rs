@@ -2,7 +2,9 @@
 //!
 //! It speaks the same envelope as every other client: requests get an `id` and
 //! [`Client::request`] waits for the reply with that `id`, keeping any events that
-//! arrive meanwhile for [`Client::next`]. Used by the CLI, the load generator and
+//! arrive meanwhile for [`Client::next`]. [`Client::next_frame`] gives the same stream with
+//! what a debugging tool shows besides: each message's text exactly as the server sent it,
+//! the server's Pings and the close reason. Used by the CLI, the load generator and
 //! the integration tests.
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -14,7 +16,7 @@ use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -38,6 +40,8 @@ pub enum ClientError {
         url: String,
         /// The status.
         status: u16,
+        /// The response body, if it had one (the hub sends `{"error":{"code","message"}}`).
+        body: Option<String>,
     },
     /// Sending failed.
     #[error("send failed: {0}")]
@@ -64,14 +68,52 @@ pub enum Incoming {
     Closed(Option<u16>),
 }
 
+/// One frame from the server as [`Client::next_frame`] gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A JSON text frame: its text exactly as sent, and its parsed value.
+    Json {
+        /// The frame's text, byte for byte.
+        text: Utf8Bytes,
+        /// The parsed object.
+        value: Value,
+    },
+    /// A binary frame.
+    Binary(Bytes),
+    /// A WebSocket Ping from the server; the Pong answering it is sent automatically.
+    Ping,
+    /// The connection ended.
+    Closed(Close),
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Close {
+    /// The close code; `None` when the connection ended without a close frame (what
+    /// WebSocket libraries report as 1006).
+    pub code: Option<u16>,
+    /// The close frame's reason text (empty when none).
+    pub reason: String,
+}
+
+/// The HTTP answer to the WebSocket handshake.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    /// `101 Switching Protocols` on success.
+    pub status: http::StatusCode,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+}
+
 /// A connected client.
 pub struct Client {
     sink: SplitSink<Socket, Message>,
     stream: SplitStream<Socket>,
-    /// Messages read while waiting for a reply, delivered by `next` in order.
-    pending: VecDeque<Incoming>,
+    /// Frames read while waiting for a reply, delivered by `next`/`next_frame` in order.
+    pending: VecDeque<Frame>,
     next_id: u64,
-    closed: Option<Option<u16>>,
+    closed: Option<Close>,
+    handshake: Handshake,
 }
 
 impl Client {
@@ -86,6 +128,10 @@ impl Client {
             tokio_tungstenite::tungstenite::Error::Http(response) => ClientError::Refused {
                 url: url.to_owned(),
                 status: response.status().as_u16(),
+                body: response
+                    .body()
+                    .as_deref()
+                    .map(|bytes| String::from_utf8_lossy(bytes).into_owned()),
             },
             other => ClientError::Connect {
                 url: url.to_owned(),
@@ -100,9 +146,13 @@ impl Client {
             request.headers_mut().insert(name, value);
         }
         let config = WebSocketConfig::default().max_message_size(Some(64 << 20));
-        let (socket, _response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+        let (socket, response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
             .map_err(connect_error)?;
+        let handshake = Handshake {
+            status: response.status(),
+            headers: response.headers().clone(),
+        };
         let (sink, stream) = socket.split();
         Ok(Client {
             sink,
@@ -110,7 +160,13 @@ impl Client {
             pending: VecDeque::new(),
             next_id: 1,
             closed: None,
+            handshake,
         })
+    }
+
+    /// The HTTP answer to this connection's handshake.
+    pub fn handshake(&self) -> &Handshake {
+        &self.handshake
     }
 
     /// Sends a JSON value as a text frame.
@@ -173,11 +229,14 @@ impl Client {
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.read(remaining).await? {
-                Incoming::Json(value) if value.get("id").and_then(Value::as_str) == Some(id) && !is_event(&value) => {
+                Frame::Json { value, .. }
+                    if value.get("id").and_then(Value::as_str) == Some(id) && !is_event(&value) =>
+                {
                     return Ok(value);
                 }
-                Incoming::Closed(code) => {
-                    self.pending.push_back(Incoming::Closed(code));
+                Frame::Closed(close) => {
+                    let code = close.code;
+                    self.pending.push_back(Frame::Closed(close));
                     return Err(ClientError::Closed(code));
                 }
                 other => self.pending.push_back(other),
@@ -185,10 +244,27 @@ impl Client {
         }
     }
 
-    /// The next message, in arrival order.
+    /// The next message, in arrival order (Pings are skipped).
     pub async fn next(&mut self, timeout: Duration) -> Result<Incoming, ClientError> {
-        if let Some(message) = self.pending.pop_front() {
-            return Ok(message);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let incoming = match self.next_frame(remaining).await? {
+                Frame::Json { value, .. } => Incoming::Json(value),
+                Frame::Binary(bytes) => Incoming::Binary(bytes),
+                Frame::Ping => continue,
+                Frame::Closed(close) => Incoming::Closed(close.code),
+            };
+            return Ok(incoming);
+        }
+    }
+
+    /// The next frame, in arrival order, Pings and the close reason included.
+    ///
+    /// Cancel-safe: dropping the future (in a `select!`) loses no frame.
+    pub async fn next_frame(&mut self, timeout: Duration) -> Result<Frame, ClientError> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(frame);
         }
         self.read(timeout).await
     }
@@ -217,33 +293,41 @@ impl Client {
         }
     }
 
-    async fn read(&mut self, timeout: Duration) -> Result<Incoming, ClientError> {
-        if let Some(code) = self.closed {
-            return Ok(Incoming::Closed(code));
+    async fn read(&mut self, timeout: Duration) -> Result<Frame, ClientError> {
+        if let Some(close) = &self.closed {
+            return Ok(Frame::Closed(close.clone()));
         }
         // One deadline for the whole call: control frames skipped below must not extend it.
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let frame = tokio::time::timeout_at(deadline, self.stream.next())
+            let message = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
                 .map_err(|_| ClientError::Timeout(timeout))?;
-            let incoming = match frame {
-                Some(Ok(Message::Text(text))) => Incoming::Json(
-                    serde_json::from_str(text.as_str()).map_err(|e| ClientError::InvalidJson(e.to_string()))?,
-                ),
-                Some(Ok(Message::Binary(bytes))) => Incoming::Binary(bytes),
+            let frame = match message {
+                Some(Ok(Message::Text(text))) => {
+                    let value =
+                        serde_json::from_str(text.as_str()).map_err(|e| ClientError::InvalidJson(e.to_string()))?;
+                    Frame::Json { text, value }
+                }
+                Some(Ok(Message::Binary(bytes))) => Frame::Binary(bytes),
+                Some(Ok(Message::Ping(_))) => Frame::Ping,
                 Some(Ok(Message::Close(frame))) => {
-                    let code = frame.map(|f| u16::from(f.code));
-                    self.closed = Some(code);
-                    Incoming::Closed(code)
+                    let close = frame
+                        .map(|f| Close {
+                            code: Some(u16::from(f.code)),
+                            reason: f.reason.as_str().to_owned(),
+                        })
+                        .unwrap_or_default();
+                    self.closed = Some(close.clone());
+                    Frame::Closed(close)
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => {
-                    self.closed = Some(None);
-                    Incoming::Closed(None)
+                    self.closed = Some(Close::default());
+                    Frame::Closed(Close::default())
                 }
             };
-            return Ok(incoming);
+            return Ok(frame);
         }
     }
 }

@@ -30,6 +30,12 @@ macro_rules! string_id {
                 f.write_str(&self.0)
             }
         }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
     };
 }
 

@@ -20,4 +20,7 @@ pub enum ServerError {
     /// The configuration asks for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// A handler route cannot be set up (a bad glob, an unusable backend URL).
+    #[error(transparent)]
+    Handlers(#[from] crate::handlers::HandlerSetupError),
 }

@@ -4,7 +4,8 @@
 //! [`accept`] (TCP, HTTP, upgrade) → [`auth`] (token → identity) → [`session`]
 //! (read, decode, dispatch) → [`permissions`] (topic rules) → the broker
 //! (`wshub-broker`: offset, history) → [`fanout`] (to each subscriber's outbox) →
-//! the session's writer (onto the socket). Backends enter through [`http`].
+//! the session's writer (onto the socket). Backends enter through [`http`]; request types
+//! of the application's own are answered by [`handlers`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), wshub_server::ServerError> {
@@ -14,15 +15,52 @@
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
 //! # }
 //! ```
+//!
+//! Embedded in an application, the hub can answer the application's own request types in
+//! Rust: register a [`Handler`](handlers::Handler) — an `async fn` taking a
+//! [`HandlerRequest`](handlers::HandlerRequest) is one — for a glob of types. Its reply goes
+//! to the caller with the request's `id`; events for everyone else are published through
+//! [`Node::broker`](node::Node::broker) or the HTTP API. `crates/wshub-server/examples/embedded_handler.rs`
+//! is a complete program.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wshub_server::handlers::{HandlerError, HandlerOptions, HandlerReply, HandlerRequest, HandlerResult};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Add {
+//!     a: i64,
+//!     b: i64,
+//! }
+//!
+//! async fn add(request: HandlerRequest) -> HandlerResult {
+//!     let Add { a, b } = request.payload().map_err(|e| HandlerError::failed(e.to_string()))?;
+//!     HandlerReply::json(&serde_json::json!({ "sum": a + b }))
+//! }
+//!
+//! # async fn run() -> Result<(), wshub_server::ServerError> {
+//! let config = wshub_server::config::Config::default();
+//! let server = wshub_server::Server::builder(config)
+//!     // {"id":"1","type":"calc.add","payload":{"a":1,"b":2}}
+//!     //   → {"id":"1","type":"calc.add.result","payload":{"sum":3},"timestamp":…}
+//!     .handler("calc.add", add)
+//!     .handler_with("admin.*", add, HandlerOptions::default().roles(["admin"]).timeout(Duration::from_secs(1)))
+//!     .bind()
+//!     .await?;
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
 
 pub mod accept;
 pub mod auth;
 pub mod config;
 mod error;
 pub mod fanout;
+pub mod handlers;
 pub mod http;
 pub mod node;
 pub mod permissions;
+pub mod resume;
 pub mod session;
 mod shutdown;
 pub mod stats;
@@ -34,6 +72,7 @@ pub use error::ServerError;
 use crate::auth::Authenticator;
 use crate::config::{BrokerKind, Config};
 use crate::fanout::{FanOut, Registry};
+use crate::handlers::{Handler, HandlerOptions, HandlerRoutes, RegisteredHandler};
 use crate::node::Node;
 use crate::permissions::TopicRules;
 use std::future::Future;
@@ -52,57 +91,22 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts building a hub, to register [`Handler`]s before binding.
+    pub fn builder(config: Config) -> ServerBuilder {
+        ServerBuilder {
+            config,
+            handlers: Vec::new(),
+        }
+    }
+
     /// Builds the hub and binds `server.host:server.port` (port 0 picks a free port).
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let addr = format!("{}:{}", config.server.host, config.server.port);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        Server::with_listener(config, listener)
+        Server::builder(config).bind().await
     }
 
     /// Builds the hub on an already bound listener.
     pub fn with_listener(config: Config, listener: TcpListener) -> Result<Server, ServerError> {
-        if config.server.tls.cert.is_some() {
-            return Err(ServerError::Unsupported(
-                "server.tls: TLS termination is not built in yet; put a TLS proxy in front".into(),
-            ));
-        }
-        let rules = TopicRules::new(&config).map_err(|e| ServerError::Config(e.to_string()))?;
-        let auth = Authenticator::new(&config.auth.jwt).map_err(|e| ServerError::Config(e.to_string()))?;
-        let registry = Arc::new(Registry::default());
-        let delivery = Arc::new(FanOut::new(Arc::clone(&registry)));
-        let broker: Arc<dyn Broker> = match config.broker.kind {
-            BrokerKind::Memory => Arc::new(MemoryBroker::new(
-                delivery,
-                config.history.max_bytes.as_usize(),
-                rules.longest_ttl(),
-            )),
-            other => {
-                return Err(ServerError::Unsupported(format!(
-                    "broker.kind: {other:?} engine is not available in this build; use memory"
-                )));
-            }
-        };
-        raise_file_limit(config.websocket.max_connections);
-        for feature in not_yet_served(&config) {
-            tracing::warn!("{feature}");
-        }
-        if config.auth.api_keys.is_empty() {
-            tracing::info!(
-                "no auth.api_keys configured: the server API answers loopback clients only and refuses proxied requests"
-            );
-        }
-        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: "listener".into(),
-            source,
-        })?;
-        let node = Arc::new(Node::new(Arc::new(config), rules, auth, broker, registry));
-        Ok(Server {
-            node,
-            listener,
-            local_addr,
-        })
+        Server::builder(config).with_listener(listener)
     }
 
     /// The bound address.
@@ -139,7 +143,7 @@ impl Server {
             ?timeout,
             "shutting down: draining connections"
         );
-        node.shutdown.begin();
+        node.shutdown.begin(timeout);
         if tokio::time::timeout(timeout, node.shutdown.tasks.wait()).await.is_err() {
             tracing::warn!("shutdown_timeout reached; closing the remaining connections");
             node.connections.close_all(CloseCode::GoingAway, "server shutting down");
@@ -154,24 +158,90 @@ impl Server {
     }
 }
 
+/// A hub being assembled: its configuration and the handlers registered in code.
+pub struct ServerBuilder {
+    config: Config,
+    handlers: Vec<RegisteredHandler>,
+}
+
+impl ServerBuilder {
+    /// Answers request types matching `pattern` (a glob such as `token.*`; `*` also crosses
+    /// `.`) with `handler`, under the default options: a 5 s timeout, every role may call it.
+    /// Routes registered here are tried in registration order, before the `handlers:` entries
+    /// of the config; the first match wins.
+    pub fn handler(self, pattern: impl Into<String>, handler: impl Handler) -> Self {
+        self.handler_with(pattern, handler, HandlerOptions::default())
+    }
+
+    /// Like [`ServerBuilder::handler`], with a timeout and the roles allowed to call it.
+    pub fn handler_with(mut self, pattern: impl Into<String>, handler: impl Handler, options: HandlerOptions) -> Self {
+        self.handlers
+            .push(RegisteredHandler::new(pattern.into(), handler, options));
+        self
+    }
+
+    /// Builds the hub and binds `server.host:server.port` (port 0 picks a free port).
+    pub async fn bind(self) -> Result<Server, ServerError> {
+        let addr = format!("{}:{}", self.config.server.host, self.config.server.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        self.with_listener(listener)
+    }
+
+    /// Builds the hub on an already bound listener.
+    pub fn with_listener(self, listener: TcpListener) -> Result<Server, ServerError> {
+        let ServerBuilder { config, handlers } = self;
+        if config.server.tls.cert.is_some() {
+            return Err(ServerError::Unsupported(
+                "server.tls: TLS termination is not built in yet; put a TLS proxy in front".into(),
+            ));
+        }
+        let rules = TopicRules::new(&config).map_err(|e| ServerError::Config(e.to_string()))?;
+        let handlers = HandlerRoutes::new(handlers, &config)?;
+        let auth = Authenticator::new(&config.auth.jwt).map_err(|e| ServerError::Config(e.to_string()))?;
+        let registry = Arc::new(Registry::default());
+        let delivery = Arc::new(FanOut::new(Arc::clone(&registry)));
+        let broker: Arc<dyn Broker> = match config.broker.kind {
+            BrokerKind::Memory => Arc::new(MemoryBroker::new(
+                delivery,
+                config.history.max_bytes.as_usize(),
+                rules.longest_ttl(),
+            )),
+            other => {
+                return Err(ServerError::Unsupported(format!(
+                    "broker.kind: {other:?} engine is not available in this build; use memory"
+                )));
+            }
+        };
+        raise_file_limit(config.websocket.max_connections);
+        for feature in not_yet_served(&config) {
+            tracing::warn!("{feature}");
+        }
+        if config.auth.api_keys.is_empty() {
+            tracing::info!(
+                "no auth.api_keys configured: the server API answers loopback clients only and refuses proxied requests"
+            );
+        }
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: "listener".into(),
+            source,
+        })?;
+        let node = Arc::new(Node::new(Arc::new(config), rules, handlers, auth, broker, registry));
+        Ok(Server {
+            node,
+            listener,
+            local_addr,
+        })
+    }
+}
+
 /// Configured features this version accepts in its config but does not serve yet,
 /// so an operator is told rather than left to discover it.
 fn not_yet_served(config: &Config) -> Vec<String> {
     let mut notes = Vec::new();
-    if !config.handlers.is_empty() {
-        notes.push(
-            "handlers: request handlers are not served by this version; those request types get `unknown_type`"
-                .to_owned(),
-        );
-    }
     if !config.streams.is_empty() {
         notes.push("streams: raw stream routes are not served by this version".to_owned());
-    }
-    if config.topics.iter().any(|rule| rule.presence) {
-        notes.push(
-            "topics[].presence: presence is not served by this version; `presence` requests get `unavailable`"
-                .to_owned(),
-        );
     }
     notes
 }

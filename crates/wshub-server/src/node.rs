@@ -4,18 +4,22 @@ use crate::accept::{HandshakeRate, IpConnections, IpSlot, WarnThrottle};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::fanout::{ConnectionKey, Registry};
+use crate::handlers::HandlerRoutes;
 use crate::permissions::TopicRules;
+use crate::resume::ResumeKeys;
 use crate::session::outbox::Closer;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use parking_lot::Mutex;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
-use wshub_broker::Broker;
-use wshub_protocol::{CloseCode, ConnectionId, EventId};
+use tokio_util::sync::CancellationToken;
+use wshub_broker::{Broker, BrokerError, PublicationDraft, StreamPosition};
+use wshub_protocol::{CloseCode, ConnectionId, EventId, EventName, Topic, now_millis};
 
 /// How often a refused client IP may be warned about; other refusals are logged at debug level.
 const REFUSAL_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -26,10 +30,14 @@ pub struct Node {
     pub config: Arc<Config>,
     /// Compiled topic rules.
     pub rules: TopicRules,
+    /// Request types answered by handlers, in the order they are tried.
+    pub handlers: HandlerRoutes,
     /// Token verification.
     pub auth: Authenticator,
     /// The broker engine.
     pub broker: Arc<dyn Broker>,
+    /// Signs and checks reconnection tokens.
+    pub resume_keys: ResumeKeys,
     /// Local subscriptions.
     pub registry: Arc<Registry>,
     /// Live connections, for the API and status, and the slots that bound them.
@@ -54,6 +62,7 @@ impl Node {
     pub fn new(
         config: Arc<Config>,
         rules: TopicRules,
+        handlers: HandlerRoutes,
         auth: Authenticator,
         broker: Arc<dyn Broker>,
         registry: Arc<Registry>,
@@ -61,11 +70,18 @@ impl Node {
         let ids = IdGenerator::new();
         let name = format!("wshub-{}", ids.prefix);
         let handshake_rate = HandshakeRate::new(config.websocket.handshake_rate_per_ip);
+        let resume_keys = ResumeKeys::new(
+            config.reconnection.secret.as_deref(),
+            config.reconnection.token_ttl,
+            &name,
+        );
         Node {
             config,
             rules,
+            handlers,
             auth,
             broker,
+            resume_keys,
             registry,
             connections: Arc::default(),
             handshake_rate,
@@ -87,6 +103,28 @@ impl Node {
     pub fn connection_id(&self) -> (ConnectionId, ConnectionKey) {
         let key = self.ids.counter.fetch_add(1, Ordering::Relaxed);
         (ConnectionId::new(uuid::Uuid::new_v4().to_string()), key)
+    }
+
+    /// Publishes an event as the server (`sender_id` `"server"`), with the topic's history
+    /// policy: the last step of `POST /api/publish` and of a handler's
+    /// [`publish`](crate::handlers::HandlerRequest::publish), after their own checks of the
+    /// topic rule, the name and the size.
+    pub async fn publish_as_server(
+        &self,
+        topic: Topic,
+        event: EventName,
+        payload: Arc<RawValue>,
+    ) -> Result<StreamPosition, BrokerError> {
+        let policy = self.rules.history_for(topic.as_str());
+        let draft = PublicationDraft {
+            topic,
+            event,
+            payload,
+            id: self.event_id(),
+            timestamp: now_millis(),
+            sender_id: Arc::from("server"),
+        };
+        self.broker.publish(draft, policy).await
     }
 
     /// Seconds since start.
@@ -122,6 +160,8 @@ pub struct ConnectionInfo {
     pub user: Option<String>,
     /// Closes the connection.
     pub closer: Closer,
+    /// Cancelled once the connection has fully ended (its resumption state saved).
+    pub ended: CancellationToken,
 }
 
 /// Live connections by id.
@@ -192,6 +232,16 @@ impl Connections {
             }
         }
         closed
+    }
+
+    /// Closes a connection whose session is being resumed elsewhere; returns the signal
+    /// of its end, if it was still open here.
+    pub fn close_for_resumption(&self, connection_id: &str) -> Option<CancellationToken> {
+        let table = self.table.lock();
+        let info = table.get(connection_id)?;
+        let (code, reason) = crate::session::RESUMED_ELSEWHERE;
+        info.closer.close(code, reason);
+        Some(info.ended.clone())
     }
 
     /// Asks every connection to close.

@@ -1,10 +1,13 @@
-//! The `wshub` binary: `serve`, `token` and `config`. Errors end here as one readable line.
+//! The `wshub` binary: `serve`, the client commands (`connect`, `publish`, `send`), `token` and
+//! `config`. Errors end here as one readable line.
 
+mod args;
 mod cli;
 
 use anyhow::{Context, Result};
+use args::{Cli, Command, ConfigCommand, ServeArgs, TokenArgs};
 use clap::Parser;
-use cli::{Cli, Command, ConfigCommand, ServeArgs, TokenArgs};
+use std::future::Future;
 use std::process::ExitCode;
 use wshub_server::auth::{Authenticator, Claims};
 use wshub_server::config::{self, Loaded, Overrides};
@@ -13,6 +16,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Connect(args) => return client_command(cli::connect::run(args)),
+        Command::Publish(args) => return client_command(cli::publish::run(args)),
+        Command::Send(args) => return client_command(cli::send::run(args)),
         Command::Token(args) => token(args),
         Command::Config {
             command: ConfigCommand::Check { file },
@@ -33,11 +39,27 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {}", one_line(&error));
-            ExitCode::from(2)
-        }
+        Err(error) => fail(&error),
     }
+}
+
+/// Runs a client command on a single-threaded runtime (one connection needs no more); its own
+/// exit code on success, 2 with the error on one line otherwise.
+fn client_command(command: impl Future<Output = Result<ExitCode>>) -> ExitCode {
+    init_client_logging();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&anyhow::Error::new(error).context("cannot start the async runtime")),
+    };
+    match runtime.block_on(command) {
+        Ok(code) => code,
+        Err(error) => fail(&error),
+    }
+}
+
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {}", one_line(error));
+    ExitCode::from(2)
 }
 
 /// The error and its causes on one line, for people and for scripts.
@@ -63,6 +85,17 @@ fn init_logging() {
         .init();
 }
 
+/// Client commands print what users need themselves; library logs appear only on request
+/// (`WSHUB_LOG=debug`).
+fn init_client_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WSHUB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn serve(args: ServeArgs) -> Result<()> {
     let overrides = Overrides {
         host: args.host,
@@ -81,38 +114,55 @@ fn serve(args: ServeArgs) -> Result<()> {
     runtime.block_on(async move {
         let path = loaded.config.websocket.path.clone();
         let server = wshub_server::Server::bind(loaded.config).await?;
+        let shutdown = shutdown_signal();
         let addr = server.local_addr();
         // One stable line on stdout, so scripts and tests can find the port (`--port 0`).
         println!(
             "wshub {} listening on http://{addr} (WebSocket: ws://{addr}{path})",
             env!("CARGO_PKG_VERSION")
         );
-        server.run(shutdown_signal()).await?;
+        server.run(shutdown).await?;
         Ok(())
     })
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+/// Starts listening for SIGTERM and Ctrl-C at once; the returned future resolves on either.
+///
+/// Called before the listening line is printed: a signal sent right after it (by a supervisor or
+/// a test that read the line) must start a drain, not meet the default action and kill the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(stream) => Some(stream),
             Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
+                tracing::warn!(%error, "cannot listen for {name}");
+                None
+            }
+        };
+        async fn received(signal: &mut Option<Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        let mut term = listen(SignalKind::terminate(), "SIGTERM");
+        let mut interrupt = listen(SignalKind::interrupt(), "SIGINT (Ctrl-C)");
+        async move {
+            tokio::select! {
+                () = received(&mut term) => {}
+                () = received(&mut interrupt) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

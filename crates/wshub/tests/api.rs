@@ -555,8 +555,11 @@ async fn openapi_document_describes_exactly_the_served_api() {
                 None
             };
             let (status, answer) = hub.send(&method.to_uppercase(), &concrete, &[], body).await;
+            // A 404 from the operation itself (e.g. presence not enabled on the probe topic)
+            // names its reason; only the router's own 404 means the route is missing.
+            let route_missing = status == 404 && answer["error"]["code"] == "not_found";
             assert!(
-                status != 404 && status != 405,
+                !route_missing && status != 405,
                 "{method} {concrete} is documented but answers {status}: {answer}"
             );
         }

@@ -334,12 +334,16 @@ pub struct ReconnectionConfig {
     /// Validity of a reconnection token (default 300 s).
     #[serde(with = "units::duration")]
     pub token_ttl: Duration,
+    /// Key that signs reconnection tokens; every node of a cluster needs the same one.
+    /// Unset: a random key per process (tokens then die with the process).
+    pub secret: Option<String>,
 }
 
 impl Default for ReconnectionConfig {
     fn default() -> Self {
         Self {
             token_ttl: Duration::from_secs(300),
+            secret: None,
         }
     }
 }

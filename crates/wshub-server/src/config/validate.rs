@@ -299,8 +299,20 @@ fn check_history(c: &Config) -> Check {
             "must be above 0 when history is kept (size > 0)",
         ));
     }
-    positive("reconnection.token_ttl", c.reconnection.token_ttl)
+    positive("reconnection.token_ttl", c.reconnection.token_ttl)?;
+    if let Some(secret) = &c.reconnection.secret
+        && secret.len() < MIN_RECONNECTION_SECRET
+    {
+        return Err(ConfigError::invalid(
+            "reconnection.secret",
+            format!("must be at least {MIN_RECONNECTION_SECRET} bytes (it signs reconnection tokens)"),
+        ));
+    }
+    Ok(())
 }
+
+/// Shortest accepted `reconnection.secret`: 128 bits written as hex.
+const MIN_RECONNECTION_SECRET: usize = 32;
 
 /// A token bucket that can ever admit something: `capacity` ≥ 1 and a finite `refill_per_sec` > 0.
 fn check_bucket(key: &str, bucket: &Bucket) -> Check {

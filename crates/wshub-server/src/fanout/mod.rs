@@ -4,23 +4,67 @@
 //! publication in stream order, it wraps the encoded event once, and pushes the same
 //! shared bytes onto each subscriber's [`Outbox`]. A full outbox closes that
 //! connection (4008) instead of blocking the publisher or anyone else.
+//!
+//! A subscriber can be *held* while its subscription is being set up: deliveries for it
+//! are kept aside until the session has queued its `subscribed` reply and any replay,
+//! then released in order without the ones the replay already covered. That hand-over
+//! is what makes recovery gap-free and duplicate-free (docs/architecture.md).
 
-use crate::session::outbox::Outbox;
-use crate::transport::{OutFrame, SharedText};
-use parking_lot::RwLock;
+use crate::session::outbox::{Outbox, Outgoing, StreamMark, SubscriptionSlot};
+use crate::transport::SharedText;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wshub_broker::{Delivery, Publication};
-use wshub_protocol::Topic;
+use wshub_protocol::{CloseCode, Topic};
 
 const SHARDS: usize = 64;
 
 /// A connection's key in the registry: unique per process, cheaper than its id.
 pub type ConnectionKey = u64;
 
-type TopicMap = HashMap<Topic, HashMap<ConnectionKey, Outbox>>;
+type TopicMap = HashMap<Topic, HashMap<ConnectionKey, Subscriber>>;
+
+/// One connection's subscription to one topic, as the fan-out sees it.
+struct Subscriber {
+    outbox: Outbox,
+    slot: SubscriptionSlot,
+    /// Set while the subscription is being set up: deliveries wait here.
+    held: Option<Arc<Mutex<Held>>>,
+}
+
+/// Deliveries kept aside during a subscription's set-up, bounded like the outbox.
+struct Held {
+    publications: Vec<Arc<Publication>>,
+    limit: usize,
+}
+
+impl Subscriber {
+    fn deliver(&self, text: &SharedText, publication: &Arc<Publication>) {
+        let Some(held) = &self.held else {
+            // A full outbox closes its own connection (4008); the others carry on.
+            self.outbox.push(Outgoing::Event {
+                text: text.clone(),
+                mark: StreamMark {
+                    slot: self.slot,
+                    offset: publication.offset.0,
+                },
+            });
+            return;
+        };
+        let mut held = held.lock();
+        if held.publications.len() >= held.limit {
+            self.outbox.closer().close(
+                CloseCode::SlowConsumer,
+                "slow consumer: too many events during subscribe",
+            );
+            return;
+        }
+        held.publications.push(Arc::clone(publication));
+    }
+}
 
 /// Which local connections are subscribed to which topic.
 ///
@@ -47,16 +91,52 @@ impl Registry {
         &self.shards[self.hasher.hash_one(topic) as usize % SHARDS]
     }
 
-    /// Adds a subscriber. Returns `true` when it is the topic's first on this node
-    /// (so the broker should start listening to it).
-    pub fn subscribe(&self, topic: &Topic, key: ConnectionKey, outbox: Outbox) -> bool {
+    /// Adds a subscriber, held: its deliveries wait until [`release`](Self::release). An
+    /// existing subscription of `key` is held again instead (a re-subscribe with recovery).
+    /// Returns `true` when it is the topic's first subscriber on this node (so the broker
+    /// should start listening to it).
+    pub fn subscribe_held(&self, topic: &Topic, key: ConnectionKey, outbox: &Outbox, slot: SubscriptionSlot) -> bool {
+        let limit = outbox.capacity();
+        let held = Some(Arc::new(Mutex::new(Held {
+            publications: Vec::new(),
+            limit,
+        })));
         let mut shard = self.shard(topic.as_str()).write();
         let subscribers = shard.entry(topic.clone()).or_default();
         let first = subscribers.is_empty();
-        if subscribers.insert(key, outbox).is_none() {
-            self.subscriptions.fetch_add(1, Ordering::Relaxed);
+        match subscribers.get_mut(&key) {
+            Some(existing) => existing.held = held,
+            None => {
+                subscribers.insert(
+                    key,
+                    Subscriber {
+                        outbox: outbox.clone(),
+                        slot,
+                        held,
+                    },
+                );
+                self.subscriptions.fetch_add(1, Ordering::Relaxed);
+            }
         }
         first
+    }
+
+    /// Takes the deliveries kept aside for a held subscriber, oldest first; once none are
+    /// left, ends the hold (deliveries then go straight to its outbox) and returns `None`.
+    ///
+    /// The caller queues each batch and calls again until `None`: deliveries arriving
+    /// meanwhile are kept aside too, and the hold ends under the shard's write lock, when
+    /// no delivery can be half-way, so nothing slips between the kept ones and the live ones.
+    pub fn take_held(&self, topic: &Topic, key: ConnectionKey) -> Option<Vec<Arc<Publication>>> {
+        let mut shard = self.shard(topic.as_str()).write();
+        let subscriber = shard.get_mut(topic).and_then(|s| s.get_mut(&key))?;
+        let held = subscriber.held.as_ref()?;
+        let publications = std::mem::take(&mut held.lock().publications);
+        if publications.is_empty() {
+            subscriber.held = None;
+            return None;
+        }
+        Some(publications)
     }
 
     /// Removes a subscriber. Returns `true` when the topic has no subscriber left here.
@@ -125,10 +205,8 @@ impl Delivery for FanOut {
             tracing::error!(topic = %publication.topic(), "encoded event is not UTF-8; dropped");
             return;
         };
-        let frame = OutFrame::Text(text);
-        for outbox in subscribers.values() {
-            // A full outbox closes its own connection (4008); the others carry on.
-            outbox.push(frame.clone());
+        for subscriber in subscribers.values() {
+            subscriber.deliver(&text, &publication);
         }
     }
 }

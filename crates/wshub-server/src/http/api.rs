@@ -1,8 +1,10 @@
-//! The server API for backends (CONTRACT §11): publish, channels, history, disconnect.
+//! The server API for backends (CONTRACT §11): publish, channels, history, presence, disconnect.
 
 use super::error::{ApiError, ErrorBody};
 use crate::accept::bearer_token;
 use crate::node::Node;
+use crate::resume::revoked_key;
+use crate::session::{MAX_PRESENCE_CLIENTS, PresencePayload};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,7 +16,7 @@ use serde_json::value::RawValue;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
-use wshub_broker::{HistoryQuery, PublicationDraft, StreamPosition};
+use wshub_broker::{HistoryQuery, StreamPosition};
 use wshub_protocol::inbound::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use wshub_protocol::outbound;
 use wshub_protocol::{CloseCode, EventName, Offset, Topic, now_millis};
@@ -176,18 +178,8 @@ pub async fn publish(
     }
     let mut results = Vec::with_capacity(topics.len());
     for topic in topics {
-        let policy = node.rules.history_for(topic.as_str());
-        let draft = PublicationDraft {
-            topic: topic.clone(),
-            event: event.clone(),
-            payload: Arc::clone(&payload),
-            id: node.event_id(),
-            timestamp: now_millis(),
-            sender_id: Arc::from("server"),
-        };
         let position = node
-            .broker
-            .publish(draft, policy)
+            .publish_as_server(topic.clone(), event.clone(), Arc::clone(&payload))
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
         results.push(published(topic, position));
@@ -364,6 +356,33 @@ pub async fn history(
     ))
 }
 
+/// Who is on a topic, as the `presence` reply's payload: `{count, clients, truncated?}`.
+#[utoipa::path(get, path = "/api/presence/{topic}", tag = "channels",
+    params(("topic" = String, Path, description = "Topic name; may contain `/`")),
+    responses((status = 200, description = "`{count, clients: [{connection_id, user, client_id}]}`; at most 1000 clients, then `truncated: true`", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "no topic rule matches (`unknown_channel`), or the rule does not track presence (`unavailable`)", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn presence(
+    State(node): State<Arc<Node>>,
+    _caller: ApiCaller,
+    Path(topic): Path<String>,
+) -> Result<Json<PresencePayload>, ApiError> {
+    let topic = parse_topic(&node, &topic)?;
+    if !node.rules.presence_for(topic.as_str()) {
+        return Err(ApiError::not_found(
+            "unavailable",
+            format!("presence is not enabled for {topic} (set presence: true on its topic rule)"),
+        ));
+    }
+    let page = node
+        .broker
+        .presence(&topic, MAX_PRESENCE_CLIENTS)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(PresencePayload::from(page)))
+}
+
 /// `POST /api/disconnect` body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DisconnectRequest {
@@ -383,7 +402,7 @@ pub struct Disconnected {
     disconnected: usize,
 }
 
-/// Closes a user's connections or one connection.
+/// Closes a user's connections (and revokes their reconnection tokens) or one connection.
 #[utoipa::path(post, path = "/api/disconnect", tag = "connections", request_body = DisconnectRequest,
     responses((status = 200, body = Disconnected), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -400,6 +419,14 @@ pub async fn disconnect(
         return Err(ApiError::bad_request(format!("close code {code} is not allowed")));
     }
     let reason = body.reason.as_deref().unwrap_or("disconnected by the server");
+    if let Some(user) = &body.user {
+        // The user's reconnection tokens issued until now must not bring the sessions back.
+        let now = now_millis().to_string();
+        node.broker
+            .put_record(&revoked_key(user), now.into(), node.resume_keys.ttl)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    }
     let disconnected = node.connections.disconnect(
         body.user.as_deref(),
         body.connection_id.as_deref(),

@@ -32,6 +32,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/channels", get(api::channels))
         .route("/api/channels/{*topic}", get(api::channel))
         .route("/api/history/{*topic}", get(api::history))
+        .route("/api/presence/{*topic}", get(api::presence))
         .route("/api/disconnect", post(api::disconnect))
         .route("/api/openapi.json", get(openapi::document))
         .fallback(error::not_found)

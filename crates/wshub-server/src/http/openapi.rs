@@ -9,8 +9,8 @@ use utoipa::{Modify, OpenApi};
 /// The server API's OpenAPI description (served at `/api/openapi.json`).
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "wshub server API", description = "Endpoints for backends: publish events, inspect channels, disconnect clients."),
-    paths(api::publish, api::channels, api::channel, api::history, api::disconnect),
+    info(title = "wshub server API", description = "Endpoints for backends: publish events, inspect channels and presence, disconnect clients."),
+    paths(api::publish, api::channels, api::channel, api::history, api::presence, api::disconnect),
     components(schemas(api::PublishRequest, api::Published, api::PublishedMany, api::Channel, api::Channels,
         api::DisconnectRequest, api::Disconnected, ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)

@@ -129,6 +129,11 @@ impl TopicRules {
         self.rule_for(topic).map(|r| r.history).unwrap_or(self.default_history)
     }
 
+    /// Whether the topic's rule tracks presence.
+    pub fn presence_for(&self, topic: &str) -> bool {
+        self.rule_for(topic).is_some_and(|r| r.rule.presence)
+    }
+
     /// Longest stream lifetime of any rule: how long a stream that was only read lives.
     pub fn longest_ttl(&self) -> Duration {
         self.rules

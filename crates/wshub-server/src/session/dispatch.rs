@@ -6,18 +6,19 @@
 use super::Session;
 use super::expiry::TokenState;
 use super::rate_limit::{BucketKind, Verdict};
+use super::subscribe::AttachRequest;
 use crate::auth::Identity;
-use crate::node::ConnectionInfo;
 use crate::permissions::Action;
+use crate::resume::{SessionSnapshot, SubscriptionPosition};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use tokio::time::Instant;
-use wshub_broker::{BrokerError, HistoryQuery, PublicationDraft};
+use wshub_broker::{BrokerError, HistoryQuery, PresencePage, PublicationDraft};
 use wshub_protocol::outbound;
 use wshub_protocol::{
-    ClientFrame, CloseCode, ErrorCode, EventName, Offset, Recover, Request, RequestId, Topic, decode_client_frame,
-    now_millis,
+    ClientFrame, CloseCode, Epoch, ErrorCode, EventName, Offset, Recover, Request, RequestId, Topic,
+    decode_client_frame, now_millis,
 };
 
 #[derive(Serialize)]
@@ -107,15 +108,9 @@ impl Session {
             Request::Ping => self.send_reply(id, "pong", &serde_json::json!({})),
             Request::Auth { token } => self.authenticate(id, &token).await,
             Request::History { topic, since, limit } => self.history(id, &topic, since, limit).await,
-            Request::GetReconnectionToken => self.send_error(
-                id,
-                ErrorCode::Unavailable,
-                "reconnection tokens are not available on this hub",
-            ),
-            Request::Presence { topic } => self.presence(id, &topic),
-            Request::Other { kind, .. } => {
-                self.send_error(id, ErrorCode::UnknownType, &format!("no handler for type {kind:?}"))
-            }
+            Request::GetReconnectionToken => self.reconnection_token(id),
+            Request::Presence { topic } => self.presence(id, &topic).await,
+            Request::Other { kind, payload } => self.call_handler(id, kind, payload),
         }
     }
 
@@ -155,7 +150,7 @@ impl Session {
         self.closer.close(CloseCode::Policy, "too many refused requests");
     }
 
-    fn identity(&self) -> &Identity {
+    pub(super) fn identity(&self) -> &Identity {
         self.identity
             .as_ref()
             .expect("requests other than auth are refused before authentication")
@@ -184,10 +179,12 @@ impl Session {
         self.send_error(id, ErrorCode::Unavailable, "the broker is unavailable; try again");
     }
 
-    async fn subscribe(&mut self, id: Option<&RequestId>, names: Vec<String>, _recover: Option<Recover>) {
+    async fn subscribe(&mut self, id: Option<&RequestId>, names: Vec<String>, recover: Option<Recover>) {
         let max = self.node.config.websocket.max_subscriptions_per_connection;
-        let mut subscribed = Vec::new();
+        let recover = recover.map(|r| (Epoch::new(r.epoch), Offset(r.offset)));
+        let mut requests: Vec<AttachRequest> = Vec::new();
         let mut denied = Vec::new();
+        let mut added = 0;
         for name in names {
             let topic = match Topic::parse(&name) {
                 Ok(topic) => topic,
@@ -206,33 +203,25 @@ impl Session {
                 });
                 continue;
             }
-            if !self.subscriptions.contains(&topic) {
-                if self.subscriptions.len() >= max {
+            if requests.iter().any(|r| r.topic == topic) {
+                continue;
+            }
+            if !self.subscriptions.contains_key(&topic) {
+                if self.subscriptions.len() + added >= max {
                     denied.push(DeniedEntry {
                         topic: name,
                         code: ErrorCode::TooManySubscriptions.as_str(),
                     });
                     continue;
                 }
-                if self.node.registry.subscribe(&topic, self.key, self.outbox.clone())
-                    && let Err(error) = self.node.broker.listen(&topic).await
-                {
-                    self.node.registry.unsubscribe(&topic, self.key);
-                    return self.broker_failed(id, &error);
-                }
-                self.subscriptions.insert(topic.clone());
+                added += 1;
             }
-            match self.node.broker.position(&topic).await {
-                Ok(position) => subscribed.push(SubscribedEntry {
-                    topic,
-                    epoch: position.epoch.to_string(),
-                    offset: position.offset.0,
-                    recovered: false,
-                }),
-                Err(error) => return self.broker_failed(id, &error),
-            }
+            requests.push(AttachRequest {
+                topic,
+                recover: recover.clone(),
+            });
         }
-        if subscribed.is_empty()
+        if requests.is_empty()
             && let Some(first) = denied.first()
         {
             let code = ErrorCode::from_wire(first.code).unwrap_or(ErrorCode::Forbidden);
@@ -245,7 +234,21 @@ impl Session {
             };
             return self.send_error(id, code, &message);
         }
+        let attached = match self.attach(requests).await {
+            Ok(attached) => attached,
+            Err(error) => return self.broker_failed(id, &error),
+        };
+        let subscribed = attached
+            .iter()
+            .map(|a| SubscribedEntry {
+                topic: a.topic.clone(),
+                epoch: a.position.epoch.to_string(),
+                offset: a.position.offset.0,
+                recovered: a.recovered.unwrap_or(false),
+            })
+            .collect();
         self.send_reply(id, "subscribed", &SubscribedPayload { subscribed, denied });
+        self.release(attached).await;
     }
 
     async fn unsubscribe(&mut self, id: Option<&RequestId>, names: Vec<String>) {
@@ -258,9 +261,7 @@ impl Session {
             }
         }
         for topic in &topics {
-            if self.subscriptions.remove(topic) {
-                self.leave(topic).await;
-            }
+            self.leave(topic).await;
         }
         self.send_reply(id, "unsubscribed", &UnsubscribedPayload { unsubscribed: &names });
     }
@@ -345,14 +346,12 @@ impl Session {
             );
         }
         if first_auth {
-            self.established();
+            self.established(Vec::new(), false).await;
         } else {
             self.restart_token_clock();
-            let info = ConnectionInfo {
-                user: self.identity().user.clone(),
-                closer: self.closer.clone(),
-            };
-            self.node.connections.register(&self.id, info);
+            if let Some(info) = self.connection_info() {
+                self.node.connections.register(&self.id, info);
+            }
         }
     }
 
@@ -361,12 +360,11 @@ impl Session {
         let identity = self.identity();
         let dropped: Vec<Topic> = self
             .subscriptions
-            .iter()
+            .keys()
             .filter(|t| self.node.rules.check(identity, t, Action::Subscribe).is_err())
             .cloned()
             .collect();
         for topic in &dropped {
-            self.subscriptions.remove(topic);
             self.leave(topic).await;
         }
         dropped
@@ -394,15 +392,91 @@ impl Session {
         }
     }
 
-    fn presence(&mut self, id: Option<&RequestId>, topic: &str) {
+    async fn presence(&mut self, id: Option<&RequestId>, topic: &str) {
         let Some(topic) = self.authorised_topic(id, topic, Action::Subscribe) else {
             return;
         };
-        self.send_error(
-            id,
-            ErrorCode::Unavailable,
-            &format!("presence is not enabled for {topic}"),
-        );
+        if !self.node.rules.presence_for(topic.as_str()) {
+            return self.send_error(
+                id,
+                ErrorCode::Unavailable,
+                &format!("presence is not enabled for {topic}"),
+            );
+        }
+        match self.node.broker.presence(&topic, MAX_PRESENCE_CLIENTS).await {
+            Ok(page) => self.send_reply(id, "presence", &PresencePayload::from(page)),
+            Err(error) => self.broker_failed(id, &error),
+        }
+    }
+
+    fn reconnection_token(&mut self, id: Option<&RequestId>) {
+        let subscriptions = self
+            .subscriptions
+            .iter()
+            .map(|(topic, s)| SubscriptionPosition {
+                topic: topic.to_string(),
+                epoch: s.epoch.to_string(),
+                offset: self.delivered.get(s.slot).unwrap_or(0),
+            })
+            .collect();
+        let snapshot = SessionSnapshot {
+            connection: &self.id,
+            identity: self.identity(),
+            client_id: self.client_id.as_deref(),
+            subscriptions,
+        };
+        match self.node.resume_keys.issue(snapshot) {
+            Ok(token) => {
+                self.issued_token = true;
+                let expires_in = self.node.resume_keys.ttl.as_secs();
+                self.send_reply(
+                    id,
+                    "reconnection_token",
+                    &serde_json::json!({"token": token, "expires_in": expires_in}),
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not sign a reconnection token");
+                self.send_error(id, ErrorCode::Internal, "could not issue a reconnection token");
+            }
+        }
+    }
+}
+
+/// Most clients listed in a presence answer (CONTRACT §15); `truncated` says when more are present.
+pub const MAX_PRESENCE_CLIENTS: usize = 1000;
+
+/// The `presence` reply's payload, also served by `GET /api/presence/{topic}`.
+#[derive(Serialize)]
+pub struct PresencePayload {
+    count: usize,
+    clients: Vec<PresenceClient>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+}
+
+#[derive(Serialize)]
+struct PresenceClient {
+    connection_id: String,
+    user: Option<String>,
+    client_id: Option<String>,
+}
+
+impl From<PresencePage> for PresencePayload {
+    fn from(page: PresencePage) -> Self {
+        PresencePayload {
+            count: page.count,
+            truncated: page.truncated,
+            clients: page
+                .clients
+                .into_iter()
+                .map(|m| PresenceClient {
+                    connection_id: m.connection_id.to_string(),
+                    user: m.user,
+                    client_id: m.client_id,
+                })
+                .collect(),
+        }
     }
 }
 

@@ -3,28 +3,47 @@
 //! On the message path this is where a client's frame is read, decoded, checked and
 //! dispatched (`dispatch`), and where everything the client receives is written
 //! (`writer`, fed by the bounded [`outbox`]). The reader loop here owns the session's
-//! state; the writer runs as its own task so a slow socket never stalls reading.
+//! state; the writer runs as its own task so a slow socket never stalls reading, and so does
+//! each handler call (`handler_call`), so a slow backend never stalls it either.
 
+mod delivered;
 mod dispatch;
+mod established;
 mod expiry;
+mod handler_call;
 pub mod outbox;
 pub mod rate_limit;
+mod resumption;
+mod subscribe;
 mod writer;
+
+pub use dispatch::{MAX_PRESENCE_CLIENTS, PresencePayload};
+pub(crate) use resumption::RESUMED_ELSEWHERE;
 
 use crate::auth::{AuthError, Identity};
 use crate::fanout::ConnectionKey;
+use crate::handlers::MAX_IN_FLIGHT;
+use crate::handlers::in_flight::InFlight;
 use crate::node::{ConnectionInfo, ConnectionSlot, Node};
+use crate::resume::SubscriptionPosition;
 use crate::transport::{self, Inbound, OutFrame, ReadError, SharedText, SocketConfig, WsReader};
+use delivered::Delivered;
 use hyper::upgrade::Upgraded;
-use outbox::{Closer, Outbox};
+use outbox::{Closer, Outbox, Outgoing};
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use subscribe::Subscription;
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use wshub_protocol::{CloseCode, ConnectionId, ErrorCode, RequestId, Topic, now_millis, outbound};
+use wshub_broker::PublicationDraft;
+use wshub_protocol::{CloseCode, ConnectionId, ErrorCode, EventName, RequestId, Topic, now_millis, outbound};
+
+/// The built-in topic of connection events (CONTRACT §14).
+const CONNECTIONS_TOPIC: &str = "connections";
 
 /// Longest accepted `client_id`, in bytes (CONTRACT §2).
 pub const MAX_CLIENT_ID_LEN: usize = 128;
@@ -52,7 +71,17 @@ pub(crate) struct Session {
     resume_error: Option<&'static str>,
     /// `None` until the connection authenticated (anonymous access off, no token yet).
     identity: Option<Identity>,
-    subscriptions: HashSet<Topic>,
+    subscriptions: HashMap<Topic, Subscription>,
+    /// The last subscription slot handed out.
+    next_slot: outbox::SubscriptionSlot,
+    /// How far each subscription was written to the socket (kept by the writer).
+    delivered: Delivered,
+    /// Whether a reconnection token was issued (only then is state left for a resumption).
+    issued_token: bool,
+    /// Whether `connection.established` was sent (only then is `connection.closed` published).
+    established: bool,
+    /// Cancelled once the connection has fully ended.
+    ended: CancellationToken,
     limiter: rate_limit::RateLimiter,
     /// When the token expires and what happens then.
     token_clock: expiry::TokenClock,
@@ -60,6 +89,8 @@ pub(crate) struct Session {
     token_changed: bool,
     outbox: Outbox,
     closer: Closer,
+    /// Handler calls running beside the reader loop; their replies go straight to the outbox.
+    calls: InFlight,
 }
 
 /// Serves one upgraded connection until it closes.
@@ -75,7 +106,14 @@ pub async fn run(node: Arc<Node>, upgraded: Upgraded, params: ConnectParams, slo
         ping_period: ws.ping_period,
         write_timeout: ws.write_timeout,
     };
-    let writer = tokio::spawn(writer::run(writer, queue, closer.clone(), writer_config));
+    let delivered = Delivered::default();
+    let writer = tokio::spawn(writer::run(
+        writer,
+        queue,
+        closer.clone(),
+        delivered.clone(),
+        writer_config,
+    ));
 
     let (id, key) = node.connection_id();
     let span = tracing::debug_span!("connection", id = %id, peer = ?params.peer);
@@ -86,20 +124,29 @@ pub async fn run(node: Arc<Node>, upgraded: Upgraded, params: ConnectParams, slo
         client_id: None,
         resume_error: None,
         identity: None,
-        subscriptions: HashSet::new(),
+        subscriptions: HashMap::new(),
+        next_slot: 0,
+        delivered,
+        issued_token: false,
+        established: false,
+        ended: CancellationToken::new(),
         limiter: rate_limit::RateLimiter::new(&node.config.rate_limits, Instant::now()),
         token_clock: expiry::TokenClock::new(None, Duration::ZERO, Instant::now()),
         token_changed: false,
         outbox,
         closer,
+        calls: InFlight::new(MAX_IN_FLIGHT),
     };
     async move {
-        session.open(params);
+        session.open(params).await;
         session.read_loop(reader).await;
-        session.cleanup().await;
+        // Nobody is left to read what the calls would answer.
+        session.calls.cancel_all();
+        let subscriptions = session.leave_all().await;
         if writer.await.is_err() {
             tracing::warn!("connection writer panicked");
         }
+        session.finish(subscriptions).await;
         drop(slot);
     }
     .instrument(span)
@@ -107,9 +154,9 @@ pub async fn run(node: Arc<Node>, upgraded: Upgraded, params: ConnectParams, slo
 }
 
 impl Session {
-    /// Checks the handshake parameters and authenticates; sends `connection.established`
-    /// unless the client still has to send `auth`.
-    fn open(&mut self, params: ConnectParams) {
+    /// Checks the handshake parameters, authenticates or resumes, and sends
+    /// `connection.established` unless the client still has to send `auth`.
+    async fn open(&mut self, params: ConnectParams) {
         if let Some(client_id) = params.client_id {
             if client_id.len() > MAX_CLIENT_ID_LEN {
                 self.send_error(
@@ -122,21 +169,44 @@ impl Session {
             }
             self.client_id = Some(client_id);
         }
-        if params.reconnection_token.is_some() {
-            // Resuming sessions is not served by this version: every token is unusable,
-            // and the client is told so explicitly instead of silently getting a fresh session.
-            self.resume_error = Some("invalid_reconnection_token");
-        }
-        match params.token {
+        let access = match params.token {
             Some(token) => match self.node.auth.verify(&token) {
-                Ok(identity) => self.identity = Some(identity),
+                Ok(identity) => Some(identity),
                 Err(error) => return self.refuse_token(&error),
             },
-            None if self.node.config.auth.allow_anonymous => self.identity = Some(Identity::anonymous()),
-            None => {}
+            None => None,
+        };
+        if let Some(token) = params.reconnection_token {
+            match self.redeem(&token, access.as_ref()).await {
+                Ok(redeemed) => {
+                    // A fresh access token for the same user extends the restored session.
+                    self.identity = Some(access.unwrap_or(redeemed.identity));
+                    if self.client_id.is_none() {
+                        self.client_id = redeemed.client_id;
+                    }
+                    let requests = self.restore_requests(redeemed.positions);
+                    let attached = match self.attach(requests).await {
+                        Ok(attached) => attached,
+                        Err(error) => {
+                            tracing::warn!(%error, "broker failed while restoring subscriptions");
+                            Vec::new()
+                        }
+                    };
+                    return self.established(attached, true).await;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "reconnection token refused");
+                    self.resume_error = Some("invalid_reconnection_token");
+                }
+            }
         }
+        self.identity = match access {
+            Some(identity) => Some(identity),
+            None if self.node.config.auth.allow_anonymous => Some(Identity::anonymous()),
+            None => None,
+        };
         if self.identity.is_some() {
-            self.established();
+            self.established(Vec::new(), false).await;
         }
     }
 
@@ -146,38 +216,12 @@ impl Session {
         self.closer.close(CloseCode::Unauthorized, "unauthorized");
     }
 
-    /// Registers the connection and sends `connection.established`.
-    fn established(&mut self) {
-        self.restart_token_clock();
-        let Some(identity) = &self.identity else { return };
-        self.node.connections.register(
-            &self.id,
-            ConnectionInfo {
-                user: identity.user.clone(),
-                closer: self.closer.clone(),
-            },
-        );
-        let config = &self.node.config.websocket;
-        let payload = Established {
-            connection_id: self.id.as_str(),
-            client_id: self.client_id.as_deref(),
-            user: identity.user.as_deref(),
-            role: identity.primary_role(),
-            roles: (identity.roles.len() > 1).then_some(&identity.roles),
-            resumed: false,
-            resume_error: self.resume_error,
-            subscriptions: Vec::new(),
-            permissions: self.node.rules.permissions(identity),
-            heartbeat: Heartbeat {
-                ping_period: seconds(config.ping_period),
-                pong_wait: seconds(config.pong_wait),
-            },
-            server: ServerInfo {
-                version: env!("CARGO_PKG_VERSION"),
-                node: &self.node.name,
-            },
-        };
-        self.send(outbound::reply(None, "connection.established", &payload, now_millis()));
+    fn connection_info(&self) -> Option<ConnectionInfo> {
+        Some(ConnectionInfo {
+            user: self.identity.as_ref()?.user.clone(),
+            closer: self.closer.clone(),
+            ended: self.ended.clone(),
+        })
     }
 
     /// Starts the token clock for the current identity.
@@ -202,6 +246,11 @@ impl Session {
         tokio::pin!(auth_timer);
         let token_timer = sleep_until(far_future);
         tokio::pin!(token_timer);
+        // While draining, the connection stays open until its handler calls have answered,
+        // or until the shutdown's deadline, when the calls still running answer `unavailable`.
+        let mut draining = false;
+        let drain_deadline = sleep_until(far_future);
+        tokio::pin!(drain_deadline);
         loop {
             if std::mem::take(&mut self.token_changed) {
                 token_timer
@@ -211,11 +260,29 @@ impl Session {
             let frame = tokio::select! {
                 biased;
                 () = self.closer.closing() => return,
-                () = self.node.shutdown.draining() => {
-                    // Nothing runs in the background of a session yet, so there is no
-                    // in-flight work to wait for: close now; the writer flushes first.
-                    self.closer.close(CloseCode::GoingAway, "server shutting down");
-                    return;
+                () = self.node.shutdown.draining(), if !draining => {
+                    if self.calls.is_empty() {
+                        // The writer flushes what is queued before the close frame.
+                        self.closer.close(CloseCode::GoingAway, "server shutting down");
+                        return;
+                    }
+                    draining = true;
+                    let deadline = self.node.shutdown.deadline().unwrap_or_else(Instant::now);
+                    drain_deadline.as_mut().reset(deadline);
+                    continue;
+                }
+                () = self.calls.finished(), if !self.calls.is_empty() => {
+                    if draining && self.calls.is_empty() {
+                        self.closer.close(CloseCode::GoingAway, "server shutting down");
+                        return;
+                    }
+                    continue;
+                }
+                () = &mut drain_deadline, if draining => {
+                    // Each cancelled call answers `unavailable`; the branch above then closes.
+                    self.calls.cancel_all();
+                    drain_deadline.as_mut().reset(far_future);
+                    continue;
                 }
                 () = &mut heartbeat => {
                     self.closer.close(CloseCode::Heartbeat, "heartbeat timeout");
@@ -284,19 +351,76 @@ impl Session {
         }
     }
 
-    /// Leaves every topic and forgets the connection.
-    async fn cleanup(&mut self) {
-        for topic in std::mem::take(&mut self.subscriptions) {
-            self.leave(&topic).await;
+    /// Leaves every topic at once (no more events are queued), returning how far each
+    /// was written so far.
+    async fn leave_all(&mut self) -> Vec<(Topic, Subscription)> {
+        // Their slots stay tracked: the writer may still flush queued events of them.
+        let subscriptions: Vec<(Topic, Subscription)> = self.subscriptions.drain().collect();
+        for (topic, _) in &subscriptions {
+            self.unregister(topic).await;
+            self.presence_leave(topic).await;
         }
-        self.node.connections.unregister(&self.id);
+        subscriptions
     }
 
-    async fn leave(&self, topic: &Topic) {
-        if self.node.registry.unsubscribe(topic, self.key)
-            && let Err(error) = self.node.broker.unlisten(topic).await
-        {
-            tracing::warn!(%error, topic = %topic, "broker unlisten failed");
+    /// After the writer ended: leaves what a resumption needs, announces the close and
+    /// forgets the connection.
+    async fn finish(&mut self, subscriptions: Vec<(Topic, Subscription)>) {
+        if self.issued_token {
+            let positions = subscriptions
+                .iter()
+                .filter_map(|(topic, s)| {
+                    Some(SubscriptionPosition {
+                        topic: topic.to_string(),
+                        epoch: s.epoch.to_string(),
+                        offset: self.delivered.get(s.slot)?,
+                    })
+                })
+                .collect();
+            self.save_resumption_state(positions).await;
+        }
+        if self.established {
+            self.announce("connection.closed", false).await;
+        }
+        self.node.connections.unregister(&self.id);
+        self.ended.cancel();
+    }
+
+    /// Publishes `connection.opened` / `connection.closed` on the `connections` topic,
+    /// when a topic rule covers it.
+    async fn announce(&self, event: &'static str, resumed: bool) {
+        let topic = CONNECTIONS_TOPIC;
+        if self.node.rules.rule_for(topic).is_none() {
+            return;
+        }
+        let (Ok(topic), Some(identity)) = (Topic::parse(topic), &self.identity) else {
+            return;
+        };
+        let mut payload = serde_json::json!({
+            "connection_id": self.id.as_str(),
+            "client_id": self.client_id,
+            "user": identity.user,
+            "role": identity.primary_role(),
+        });
+        if event == "connection.opened" {
+            payload["resumed"] = serde_json::Value::Bool(resumed);
+        } else if let Some(reason) = self.closer.reason() {
+            payload["code"] = serde_json::Value::from(reason.code.code());
+        }
+        let Ok(payload) = serde_json::value::to_raw_value(&payload) else {
+            return;
+        };
+        let policy = self.node.rules.history_for(topic.as_str());
+        let draft = PublicationDraft {
+            topic,
+            event: EventName::internal(event),
+            payload: Arc::from(payload),
+            id: self.node.event_id(),
+            timestamp: now_millis(),
+            sender_id: Arc::from("server"),
+        };
+        if let Err(error) = self.node.broker.publish(draft, policy).await {
+            tracing::debug!(%error, event, "could not publish a connection event");
         }
     }
 
@@ -314,7 +438,7 @@ impl Session {
             ));
         }
         if let Some(text) = SharedText::from_vec(bytes) {
-            self.outbox.push(OutFrame::Text(text));
+            self.outbox.push(Outgoing::Frame(OutFrame::Text(text)));
         }
     }
 
@@ -330,42 +454,4 @@ impl Session {
     fn send_error(&self, id: Option<&RequestId>, code: ErrorCode, message: &str) {
         self.send(outbound::error(id, code, message, None, now_millis()));
     }
-}
-
-/// A duration in seconds, as an integer when whole (`54`, not `54.0`).
-fn seconds(d: Duration) -> serde_json::Value {
-    if d.subsec_nanos() == 0 {
-        serde_json::Value::from(d.as_secs())
-    } else {
-        serde_json::Value::from(d.as_secs_f64())
-    }
-}
-
-#[derive(Serialize)]
-struct Established<'a> {
-    connection_id: &'a str,
-    client_id: Option<&'a str>,
-    user: Option<&'a str>,
-    role: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    roles: Option<&'a Vec<String>>,
-    resumed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resume_error: Option<&'static str>,
-    subscriptions: Vec<serde_json::Value>,
-    permissions: Vec<crate::permissions::RulePermission>,
-    heartbeat: Heartbeat,
-    server: ServerInfo<'a>,
-}
-
-#[derive(Serialize)]
-struct Heartbeat {
-    ping_period: serde_json::Value,
-    pong_wait: serde_json::Value,
-}
-
-#[derive(Serialize)]
-struct ServerInfo<'a> {
-    version: &'a str,
-    node: &'a str,
 }

@@ -4,10 +4,11 @@
 //! `outbound_queue_bytes` bytes closes the connection as a slow consumer (4008).
 //! Nothing is dropped silently and the pusher (a publisher, the fan-out) never waits.
 
-use crate::transport::OutFrame;
+use crate::transport::{OutFrame, SharedText};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wshub_protocol::CloseCode;
@@ -65,19 +66,63 @@ impl Closer {
     }
 }
 
+/// A subscription's number within its connection; the writer reports positions by it.
+pub type SubscriptionSlot = u32;
+
+/// Which stream position an event frame carries, so the writer can tell how far each
+/// subscription has been written (what a resumed session replays from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamMark {
+    /// The subscription the event was delivered for.
+    pub slot: SubscriptionSlot,
+    /// The event's offset.
+    pub offset: u64,
+}
+
+/// What a connection's queue holds.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A reply, an error, or any frame that is not a topic's event.
+    Frame(OutFrame),
+    /// A topic's event and its position.
+    Event { text: SharedText, mark: StreamMark },
+}
+
+impl Outgoing {
+    /// Bytes counted against the queue's byte budget.
+    pub fn len(&self) -> usize {
+        match self {
+            Outgoing::Frame(frame) => frame.len(),
+            Outgoing::Event { text, .. } => text.len(),
+        }
+    }
+
+    /// Whether it carries no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The sending side of a connection's queue. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<OutFrame>,
+    tx: mpsc::Sender<Outgoing>,
     queued_bytes: Arc<AtomicUsize>,
     max_bytes: usize,
     closer: Closer,
 }
 
+impl Outbox {
+    /// Most messages the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+}
+
 /// The writer's side of the queue.
 #[derive(Debug)]
 pub struct OutboxReceiver {
-    rx: mpsc::Receiver<OutFrame>,
+    rx: mpsc::Receiver<Outgoing>,
     queued_bytes: Arc<AtomicUsize>,
 }
 
@@ -99,7 +144,7 @@ pub fn outbox(max_messages: usize, max_bytes: usize, closer: Closer) -> (Outbox,
 impl Outbox {
     /// Queues a frame. Returns `false` if the connection is closing (or was just
     /// closed because this push overflowed its queue).
-    pub fn push(&self, item: OutFrame) -> bool {
+    pub fn push(&self, item: Outgoing) -> bool {
         if self.closer.is_closing() {
             return false;
         }
@@ -126,6 +171,34 @@ impl Outbox {
         }
     }
 
+    /// Queues a frame, waiting up to `patience` for room: for replays, which may be longer
+    /// than the queue. Returns `false` if the connection is closing or the wait ran out
+    /// (which closes it as a slow consumer: it could not absorb its replay).
+    pub async fn push_waiting(&self, item: Outgoing, patience: Duration) -> bool {
+        let reserved = tokio::select! {
+            biased;
+            () = self.closer.closing() => return false,
+            reserved = tokio::time::timeout(patience, self.tx.reserve()) => reserved,
+        };
+        match reserved {
+            Ok(Ok(permit)) => {
+                // The byte budget is not enforced here: replayed frames are shared with
+                // history, so waiting for messages bounds the memory well enough.
+                self.queued_bytes.fetch_add(item.len(), Ordering::Relaxed);
+                permit.send(item);
+                true
+            }
+            Ok(Err(_closed)) => false,
+            Err(_elapsed) => {
+                self.closer.close(
+                    CloseCode::SlowConsumer,
+                    "slow consumer: replay not absorbed within write_timeout",
+                );
+                false
+            }
+        }
+    }
+
     /// The connection's close signal.
     pub fn closer(&self) -> &Closer {
         &self.closer
@@ -134,14 +207,14 @@ impl Outbox {
 
 impl OutboxReceiver {
     /// The next queued frame; `None` when every sender is gone.
-    pub async fn recv(&mut self) -> Option<OutFrame> {
+    pub async fn recv(&mut self) -> Option<Outgoing> {
         let item = self.rx.recv().await?;
         self.queued_bytes.fetch_sub(item.len(), Ordering::Relaxed);
         Some(item)
     }
 
     /// A queued frame if one is ready now.
-    pub fn try_recv(&mut self) -> Option<OutFrame> {
+    pub fn try_recv(&mut self) -> Option<Outgoing> {
         let item = self.rx.try_recv().ok()?;
         self.queued_bytes.fetch_sub(item.len(), Ordering::Relaxed);
         Some(item)
@@ -157,10 +230,9 @@ impl OutboxReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::SharedText;
 
-    fn text(n: usize) -> OutFrame {
-        OutFrame::Text(SharedText::from_vec(vec![b'x'; n]).expect("ascii"))
+    fn text(n: usize) -> Outgoing {
+        Outgoing::Frame(OutFrame::Text(SharedText::from_vec(vec![b'x'; n]).expect("ascii")))
     }
 
     #[test]

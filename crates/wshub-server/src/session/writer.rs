@@ -5,7 +5,8 @@
 //! close: a normal close flushes what is queued first; a slow consumer's backlog is
 //! dropped and its close frame gets at most one second.
 
-use super::outbox::{CloseReason, Closer, OutboxReceiver};
+use super::delivered::Delivered;
+use super::outbox::{CloseReason, Closer, OutboxReceiver, Outgoing, StreamMark};
 use crate::transport::{OutFrame, WriteError, WsWriter};
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
@@ -27,7 +28,15 @@ pub struct WriterConfig {
 }
 
 /// Runs until the connection closes; returns once the close frame went out (or gave up).
-pub async fn run(mut ws: WsWriter, mut queue: OutboxReceiver, closer: Closer, config: WriterConfig) {
+/// Every event flushed to the socket is recorded in `delivered`.
+pub async fn run(
+    mut ws: WsWriter,
+    mut queue: OutboxReceiver,
+    closer: Closer,
+    delivered: Delivered,
+    config: WriterConfig,
+) {
+    let mut marks = Vec::new();
     let mut ping = interval_at(Instant::now() + config.ping_period, config.ping_period);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -35,12 +44,20 @@ pub async fn run(mut ws: WsWriter, mut queue: OutboxReceiver, closer: Closer, co
             biased;
             () = closer.closing() => break,
             item = queue.recv() => match item {
-                // A close requested meanwhile (e.g. this client's queue overflowed while
-                // the socket was blocked) must not wait for the blocked write.
+                // The write is polled first: a frame taken off the queue just before a close
+                // was requested (a reply, then 1001) is still written when the socket takes it.
+                // Only a blocked write is abandoned for a close (e.g. this client's queue
+                // overflowed while the socket was blocked): it must not wait for the write.
                 Some(item) => tokio::select! {
                     biased;
+                    written = timeout(config.write_timeout, write_batch(&mut ws, item, &mut queue, &mut marks)) => {
+                        if matches!(written, Ok(Ok(()))) {
+                            delivered.record(&marks);
+                        }
+                        marks.clear();
+                        written
+                    }
                     () = closer.closing() => break,
-                    written = timeout(config.write_timeout, write_batch(&mut ws, item, &mut queue)) => written,
                 },
                 None => break,
             },
@@ -78,12 +95,14 @@ pub async fn run(mut ws: WsWriter, mut queue: OutboxReceiver, closer: Closer, co
         _ => {
             let flushed = timeout(config.write_timeout, async {
                 while let Some(item) = queue.try_recv() {
-                    ws.feed(item).await?;
+                    feed(&mut ws, item, &mut marks).await?;
                 }
                 ws.flush().await
             })
             .await;
-            if !matches!(flushed, Ok(Ok(()))) {
+            if matches!(flushed, Ok(Ok(()))) {
+                delivered.record(&marks);
+            } else {
                 tracing::debug!("could not flush the queue before closing");
             }
             send_close(&mut ws, &reason).await;
@@ -103,11 +122,28 @@ async fn send_close(ws: &mut WsWriter, reason: &CloseReason) {
     }
 }
 
-async fn write_batch(ws: &mut WsWriter, first: OutFrame, queue: &mut OutboxReceiver) -> Result<(), WriteError> {
-    ws.feed(first).await?;
+/// Feeds one queued item, noting the stream position of an event.
+async fn feed(ws: &mut WsWriter, item: Outgoing, marks: &mut Vec<StreamMark>) -> Result<(), WriteError> {
+    match item {
+        Outgoing::Frame(frame) => ws.feed(frame).await,
+        Outgoing::Event { text, mark } => {
+            ws.feed(OutFrame::Text(text)).await?;
+            marks.push(mark);
+            Ok(())
+        }
+    }
+}
+
+async fn write_batch(
+    ws: &mut WsWriter,
+    first: Outgoing,
+    queue: &mut OutboxReceiver,
+    marks: &mut Vec<StreamMark>,
+) -> Result<(), WriteError> {
+    feed(ws, first, marks).await?;
     for _ in 1..MAX_BATCH {
         let Some(item) = queue.try_recv() else { break };
-        ws.feed(item).await?;
+        feed(ws, item, marks).await?;
     }
     ws.flush().await
 }

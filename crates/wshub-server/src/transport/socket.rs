@@ -56,6 +56,11 @@ impl SharedText {
         String::from_utf8(bytes).ok().map(|s| SharedText(Utf8Bytes::from(s)))
     }
 
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -44,6 +44,12 @@ impl Hub {
 
     /// Starts the hub with a config file, extra arguments and environment variables.
     pub async fn start_with(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Hub {
+        Hub::start_at(yaml, 0, args, env).await
+    }
+
+    /// Like [`Hub::start_with`], on a given port (0: an ephemeral one), e.g. to restart a hub
+    /// where its clients expect it.
+    pub async fn start_at(yaml: &str, port: u16, args: &[&str], env: &[(&str, &str)]) -> Hub {
         let config = scratch("wshub.yaml");
         std::fs::write(&config, yaml).expect("write config");
         let log = scratch("wshub.log");
@@ -52,7 +58,7 @@ impl Hub {
             .arg("serve")
             .arg("--config")
             .arg(&config)
-            .args(["--port", "0"])
+            .args(["--port", &port.to_string()])
             .args(args);
         for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WSHUB_")) {
             command.env_remove(key);
@@ -101,6 +107,15 @@ impl Hub {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The port the hub listens on.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("a port in the hub's address")
     }
 
     /// Connects and returns the client with its `connection.established` message.
