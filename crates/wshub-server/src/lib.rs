@@ -58,6 +58,7 @@ mod error;
 pub mod fanout;
 pub mod handlers;
 pub mod http;
+pub mod metrics;
 pub mod node;
 pub mod permissions;
 pub mod resume;
@@ -73,6 +74,7 @@ use crate::auth::Authenticator;
 use crate::config::{BrokerKind, Config};
 use crate::fanout::{FanOut, Registry};
 use crate::handlers::{Handler, HandlerOptions, HandlerRoutes, RegisteredHandler};
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::permissions::TopicRules;
 use std::future::Future;
@@ -134,6 +136,8 @@ impl Server {
             node.config.websocket.handshake_timeout,
             stop_accepting.clone(),
         ));
+        let stop_periodic = CancellationToken::new();
+        let periodic = tokio::spawn(metrics::system::run(Arc::clone(&node), stop_periodic.clone()));
         tracing::info!(addr = %local_addr, path = %node.config.websocket.path, "wshub listening");
 
         shutdown.await;
@@ -149,6 +153,8 @@ impl Server {
             node.connections.close_all(CloseCode::GoingAway, "server shutting down");
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), node.shutdown.tasks.wait()).await;
         }
+        stop_periodic.cancel();
+        let _ = periodic.await;
         stop_accepting.cancel();
         if accept.await.is_err() {
             tracing::warn!("accept loop panicked");
@@ -200,8 +206,9 @@ impl ServerBuilder {
         let rules = TopicRules::new(&config).map_err(|e| ServerError::Config(e.to_string()))?;
         let handlers = HandlerRoutes::new(handlers, &config)?;
         let auth = Authenticator::new(&config.auth.jwt).map_err(|e| ServerError::Config(e.to_string()))?;
+        let metrics = Metrics::new(&config, handlers.iter().map(|route| route.pattern()));
         let registry = Arc::new(Registry::default());
-        let delivery = Arc::new(FanOut::new(Arc::clone(&registry)));
+        let delivery = Arc::new(FanOut::new(Arc::clone(&registry), metrics.broadcast_histogram()));
         let broker: Arc<dyn Broker> = match config.broker.kind {
             BrokerKind::Memory => Arc::new(MemoryBroker::new(
                 delivery,
@@ -227,7 +234,15 @@ impl ServerBuilder {
             addr: "listener".into(),
             source,
         })?;
-        let node = Arc::new(Node::new(Arc::new(config), rules, handlers, auth, broker, registry));
+        let node = Arc::new(Node::new(
+            Arc::new(config),
+            rules,
+            handlers,
+            auth,
+            broker,
+            registry,
+            metrics,
+        ));
         Ok(Server {
             node,
             listener,

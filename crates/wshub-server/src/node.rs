@@ -5,9 +5,11 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::fanout::{ConnectionKey, Registry};
 use crate::handlers::HandlerRoutes;
+use crate::metrics::Metrics;
+use crate::metrics::sampler::Sampler;
 use crate::permissions::TopicRules;
 use crate::resume::ResumeKeys;
-use crate::session::outbox::Closer;
+use crate::session::outbox::{Closer, Outbox};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use parking_lot::Mutex;
@@ -48,6 +50,10 @@ pub struct Node {
     pub refusal_warnings: WarnThrottle,
     /// Refusal counters.
     pub stats: Stats,
+    /// Every metric of CONTRACT §10, counted on the message path.
+    pub metrics: Arc<Metrics>,
+    /// The latest `Snapshot` and the metric history (CONTRACT §8).
+    pub sampler: Sampler,
     /// Draining state and task tracking.
     pub shutdown: Shutdown,
     /// When the node started.
@@ -66,8 +72,10 @@ impl Node {
         auth: Authenticator,
         broker: Arc<dyn Broker>,
         registry: Arc<Registry>,
+        metrics: Metrics,
     ) -> Node {
         let ids = IdGenerator::new();
+        let sampler = Sampler::new(config.metrics.history_resolution, config.metrics.history_retention);
         let name = format!("wshub-{}", ids.prefix);
         let handshake_rate = HandshakeRate::new(config.websocket.handshake_rate_per_ip);
         let resume_keys = ResumeKeys::new(
@@ -87,6 +95,8 @@ impl Node {
             handshake_rate,
             refusal_warnings: WarnThrottle::new(REFUSAL_WARN_EVERY),
             stats: Stats::default(),
+            sampler,
+            metrics: Arc::new(metrics),
             shutdown: Shutdown::default(),
             started: Instant::now(),
             name,
@@ -162,6 +172,8 @@ pub struct ConnectionInfo {
     pub closer: Closer,
     /// Cancelled once the connection has fully ended (its resumption state saved).
     pub ended: CancellationToken,
+    /// Its outbound queue, read for `buffered_events`.
+    pub outbox: Outbox,
 }
 
 /// Live connections by id.
@@ -202,6 +214,11 @@ impl Connections {
     /// Connections currently holding a slot.
     pub fn count(&self) -> usize {
         self.slots.load(Ordering::Acquire)
+    }
+
+    /// Messages queued for the sockets of registered connections and not yet written.
+    pub fn buffered(&self) -> usize {
+        self.table.lock().values().map(|info| info.outbox.queued()).sum()
     }
 
     /// Connections currently held by the client at `ip`.

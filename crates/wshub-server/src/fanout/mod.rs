@@ -10,6 +10,8 @@
 //! then released in order without the ones the replay already covered. That hand-over
 //! is what makes recovery gap-free and duplicate-free (docs/architecture.md).
 
+use crate::metrics::histogram::AtomicHistogram;
+use crate::metrics::monotonic_micros;
 use crate::session::outbox::{Outbox, Outgoing, StreamMark, SubscriptionSlot};
 use crate::transport::SharedText;
 use parking_lot::{Mutex, RwLock};
@@ -42,7 +44,7 @@ struct Held {
 }
 
 impl Subscriber {
-    fn deliver(&self, text: &SharedText, publication: &Arc<Publication>) {
+    fn deliver(&self, text: &SharedText, publication: &Arc<Publication>, published_at: u64) {
         let Some(held) = &self.held else {
             // A full outbox closes its own connection (4008); the others carry on.
             self.outbox.push(Outgoing::Event {
@@ -50,6 +52,7 @@ impl Subscriber {
                 mark: StreamMark {
                     slot: self.slot,
                     offset: publication.offset.0,
+                    published_at,
                 },
             });
             return;
@@ -185,12 +188,14 @@ impl Registry {
 /// The hub's delivery path: every publication, local or remote, arrives here.
 pub struct FanOut {
     registry: Arc<Registry>,
+    /// `broadcast_duration_seconds`: one observation per publication with subscribers.
+    broadcast: AtomicHistogram,
 }
 
 impl FanOut {
-    /// Fans out into `registry`'s subscribers.
-    pub fn new(registry: Arc<Registry>) -> Self {
-        FanOut { registry }
+    /// Fans out into `registry`'s subscribers, timing each broadcast into `broadcast`.
+    pub fn new(registry: Arc<Registry>, broadcast: AtomicHistogram) -> Self {
+        FanOut { registry, broadcast }
     }
 }
 
@@ -200,13 +205,18 @@ impl Delivery for FanOut {
         let Some(subscribers) = shard.get(publication.topic()) else {
             return;
         };
+        // The broadcast is timed from here (encoding included) and every subscriber's
+        // delivery latency counts from the same instant.
+        let published_at = monotonic_micros();
         // Encoded and checked once; each subscriber gets a reference-counted clone.
         let Some(text) = SharedText::from_json(publication.frame().clone()) else {
             tracing::error!(topic = %publication.topic(), "encoded event is not UTF-8; dropped");
             return;
         };
         for subscriber in subscribers.values() {
-            subscriber.deliver(&text, &publication);
+            subscriber.deliver(&text, &publication, published_at);
         }
+        let took = monotonic_micros().saturating_sub(published_at);
+        self.broadcast.observe(took as f64 / 1e6);
     }
 }

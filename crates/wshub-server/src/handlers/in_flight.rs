@@ -11,6 +11,7 @@
 
 use super::error::WithCauses;
 use super::{BoxedCall, HandlerError, HandlerReply, HandlerResult};
+use crate::metrics::Metrics;
 use crate::session::outbox::{Outbox, Outgoing};
 use crate::transport::{OutFrame, SharedText};
 use futures_util::FutureExt;
@@ -60,6 +61,8 @@ pub(crate) struct ReplyTo {
     pub(crate) outbox: Outbox,
     /// Replies above it become `message_too_large` (CONTRACT §4).
     pub(crate) max_message_size: usize,
+    /// Where the call is counted as an answered request once its reply is queued.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl InFlight {
@@ -130,28 +133,40 @@ async fn run(call: Call, slot: OwnedSemaphorePermit, cancel: CancellationToken, 
         },
     };
     drop(slot);
-    let frame = reply_frame(
+    let (frame, error) = reply_frame(
         id.as_ref(),
         &kind,
         outcome,
         started.elapsed(),
         reply_to.max_message_size,
     );
+    let metrics = &reply_to.metrics;
+    if let Some(code) = error {
+        metrics.error(code);
+    }
+    metrics.requests.record(error.is_none(), started.elapsed());
     if let Some(text) = SharedText::from_vec(frame) {
         // `false` only when the connection is closing: nobody is left to read the reply.
         reply_to.outbox.push(Outgoing::Frame(OutFrame::Text(text)));
     }
 }
 
-/// Encodes the one frame a call ends with, logging failures with their cause.
-fn reply_frame(id: Option<&RequestId>, kind: &str, outcome: Outcome, elapsed: Duration, max: usize) -> Vec<u8> {
+/// Encodes the one frame a call ends with (and its error code, if it is an error),
+/// logging failures with their cause.
+fn reply_frame(
+    id: Option<&RequestId>,
+    kind: &str,
+    outcome: Outcome,
+    elapsed: Duration,
+    max: usize,
+) -> (Vec<u8>, Option<ErrorCode>) {
     let elapsed_ms = elapsed.as_millis() as u64;
-    let error = |code: ErrorCode, message: &str| outbound::error(id, code, message, None, now_millis());
+    let error = |code: ErrorCode, message: &str| (outbound::error(id, code, message, None, now_millis()), Some(code));
     match outcome {
         Outcome::Answered(Ok(reply)) => match success_frame(id, kind, reply, max) {
             Ok(frame) => {
                 tracing::debug!(kind, elapsed_ms, "handler answered");
-                frame
+                (frame, None)
             }
             Err(failure) => {
                 tracing::warn!(kind, elapsed_ms, error = %WithCauses(&failure), "handler reply refused");
@@ -214,6 +229,7 @@ mod tests {
         let reply_to = ReplyTo {
             outbox,
             max_message_size: 1024,
+            metrics: Arc::new(Metrics::new(&crate::config::Config::default(), [])),
         };
         (InFlight::new(limit), reply_to, rx)
     }

@@ -92,8 +92,9 @@ pub(super) mod tests {
         let config = Config::default();
         let rules = TopicRules::new(&config).expect("default rules");
         let auth = Authenticator::new(&config.auth.jwt).expect("no keys");
+        let metrics = crate::metrics::Metrics::new(&config, []);
         let registry = Arc::new(Registry::default());
-        let delivery = Arc::new(FanOut::new(Arc::clone(&registry)));
+        let delivery = Arc::new(FanOut::new(Arc::clone(&registry), metrics.broadcast_histogram()));
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(
             delivery,
             config.history.max_bytes.as_usize(),
@@ -106,6 +107,7 @@ pub(super) mod tests {
             auth,
             broker,
             registry,
+            metrics,
         ))
     }
 

@@ -6,6 +6,7 @@
 mod api;
 mod error;
 mod health;
+mod metrics;
 mod openapi;
 
 pub use error::ApiError;
@@ -15,6 +16,7 @@ use crate::accept;
 use crate::node::Node;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
 use std::sync::Arc;
 
@@ -22,18 +24,27 @@ use std::sync::Arc;
 pub fn router(node: Arc<Node>) -> Router {
     let config = &node.config;
     let body_limit = config.websocket.max_message_size.as_usize();
-    Router::new()
-        .route(&config.websocket.path, get(accept::upgrade))
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/ws/health", get(health::ws_health))
-        .route("/ws/status", get(health::ws_status))
+    // Server API calls count as requests in the metrics `Snapshot` (CONTRACT §8).
+    let api = Router::new()
         .route("/api/publish", post(api::publish))
         .route("/api/channels", get(api::channels))
         .route("/api/channels/{*topic}", get(api::channel))
         .route("/api/history/{*topic}", get(api::history))
         .route("/api/presence/{*topic}", get(api::presence))
         .route("/api/disconnect", post(api::disconnect))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&node),
+            metrics::count_api_request,
+        ));
+    Router::new()
+        .route(&config.websocket.path, get(accept::upgrade))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/ws/health", get(health::ws_health))
+        .route("/ws/status", get(health::ws_status))
+        .route("/metrics", get(metrics::prometheus))
+        .route(&config.metrics.stream_path, get(metrics::snapshot))
+        .merge(api)
         .route("/api/openapi.json", get(openapi::document))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -49,15 +49,23 @@ impl Delivered {
 mod tests {
     use super::*;
 
+    fn mark(slot: u32, offset: u64) -> StreamMark {
+        StreamMark {
+            slot,
+            offset,
+            published_at: 0,
+        }
+    }
+
     #[test]
     fn records_only_live_slots() {
         let delivered = Delivered::default();
         delivered.start(1, 10);
-        delivered.record(&[StreamMark { slot: 1, offset: 11 }, StreamMark { slot: 2, offset: 5 }]);
+        delivered.record(&[mark(1, 11), mark(2, 5)]);
         assert_eq!(delivered.get(1), Some(11));
         assert_eq!(delivered.get(2), None, "an unknown slot is not tracked");
         delivered.stop(1);
-        delivered.record(&[StreamMark { slot: 1, offset: 12 }]);
+        delivered.record(&[mark(1, 12)]);
         assert_eq!(delivered.get(1), None);
     }
 }

@@ -69,25 +69,62 @@ struct HistoryPayload<'a> {
 }
 
 impl Session {
-    /// Decodes, rate-limits and executes one text frame.
+    /// Decodes, rate-limits and executes one text frame, counting it as a request that
+    /// succeeded or failed (a handler call is counted when its reply is queued).
     pub(super) async fn handle_text(&mut self, bytes: &[u8]) {
+        let started = std::time::Instant::now();
+        let errors_before = self.errors_sent();
+        let answered_later = self.execute_text(bytes).await;
+        if !answered_later || self.errors_sent() != errors_before {
+            let ok = self.errors_sent() == errors_before;
+            self.node.metrics.requests.record(ok, started.elapsed());
+        }
+    }
+
+    /// [`handle_text`](Self::handle_text) without the accounting. Returns `true` when a
+    /// handler call may have started, whose reply (and accounting) comes later.
+    async fn execute_text(&mut self, bytes: &[u8]) -> bool {
         let frame = match decode_client_frame(bytes) {
             Ok(frame) => frame,
             Err(error) => {
+                let metrics = &self.node.metrics;
+                metrics.received(metrics.request_types.other(), bytes.len());
                 if self.charge_malformed() {
-                    return;
+                    return false;
                 }
-                return self.send_error(error.id.as_ref(), ErrorCode::InvalidMessage, &error.message);
+                self.send_error(error.id.as_ref(), ErrorCode::InvalidMessage, &error.message);
+                return false;
             }
         };
         let ClientFrame { id, request } = frame;
         let id = id.as_ref();
+        let handler_pattern = match &request {
+            Request::Other { kind, .. } => self.node.handlers.route_for(kind).map(|r| r.pattern()),
+            _ => None,
+        };
+        let metrics = &self.node.metrics;
+        let type_label = metrics.request_types.of(&request, handler_pattern);
+        metrics.received(type_label, bytes.len());
         let bucket = BucketKind::of(request.kind());
         match self.limiter.check(bucket, Instant::now()) {
             Verdict::Allowed => {}
-            Verdict::Limited { retry_after } => return self.send_rate_limited(id, bucket, retry_after),
-            Verdict::Abusive => return self.close_abusive(),
+            Verdict::Limited { retry_after } => {
+                self.send_rate_limited(id, bucket, type_label, retry_after);
+                return false;
+            }
+            Verdict::Abusive => {
+                self.close_abusive();
+                return false;
+            }
         }
+        let answered_later = matches!(request, Request::Other { .. });
+        self.dispatch(id, request).await;
+        answered_later
+    }
+
+    /// Runs one request that passed the rate limit; queues exactly one reply (a handler
+    /// call's reply comes from its task).
+    async fn dispatch(&mut self, id: Option<&RequestId>, request: Request) {
         if self.node.shutdown.is_draining() {
             return self.send_error(id, ErrorCode::Unavailable, "the hub is shutting down");
         }
@@ -129,8 +166,10 @@ impl Session {
         abusive
     }
 
-    fn send_rate_limited(&self, id: Option<&RequestId>, bucket: BucketKind, retry_after: f64) {
+    fn send_rate_limited(&self, id: Option<&RequestId>, bucket: BucketKind, type_label: usize, retry_after: f64) {
         self.node.stats.rate_limited(bucket);
+        self.node.metrics.rate_limited(type_label);
+        self.counted_error(ErrorCode::RateLimited);
         // Rounded up to the millisecond: never earlier than a token is really back.
         let retry_after = (retry_after * 1000.0).ceil() / 1000.0;
         let message = format!("rate limit exceeded for '{}'", bucket.name());

@@ -38,6 +38,7 @@ impl Session {
         let reply_to = ReplyTo {
             outbox: self.outbox.clone(),
             max_message_size: self.node.config.websocket.max_message_size.as_usize(),
+            metrics: Arc::clone(&self.node.metrics),
         };
         if self.calls.start(call, reply_to).is_err() {
             self.send_error(

@@ -91,6 +91,9 @@ pub(crate) struct Session {
     closer: Closer,
     /// Handler calls running beside the reader loop; their replies go straight to the outbox.
     calls: InFlight,
+    /// `error` replies queued so far: tells a request's outcome for the metrics. Atomic only
+    /// because the session is shared across `.await`s; it is never contended.
+    errors_sent: std::sync::atomic::AtomicU64,
 }
 
 /// Serves one upgraded connection until it closes.
@@ -113,6 +116,7 @@ pub async fn run(node: Arc<Node>, upgraded: Upgraded, params: ConnectParams, slo
         closer.clone(),
         delivered.clone(),
         writer_config,
+        Arc::clone(&node.metrics),
     ));
 
     let (id, key) = node.connection_id();
@@ -136,7 +140,10 @@ pub async fn run(node: Arc<Node>, upgraded: Upgraded, params: ConnectParams, slo
         outbox,
         closer,
         calls: InFlight::new(MAX_IN_FLIGHT),
+        errors_sent: std::sync::atomic::AtomicU64::new(0),
     };
+    node.metrics.connection_opened();
+    let opened = Instant::now();
     async move {
         session.open(params).await;
         session.read_loop(reader).await;
@@ -146,6 +153,8 @@ pub async fn run(node: Arc<Node>, upgraded: Upgraded, params: ConnectParams, slo
         if writer.await.is_err() {
             tracing::warn!("connection writer panicked");
         }
+        let code = session.closer.reason().map_or(CloseCode::Normal, |r| r.code);
+        session.node.metrics.connection_closed(code, opened.elapsed());
         session.finish(subscriptions).await;
         drop(slot);
     }
@@ -177,7 +186,9 @@ impl Session {
             None => None,
         };
         if let Some(token) = params.reconnection_token {
-            match self.redeem(&token, access.as_ref()).await {
+            let redeemed = self.redeem(&token, access.as_ref()).await;
+            self.node.metrics.reconnection(redeemed.is_ok());
+            match redeemed {
                 Ok(redeemed) => {
                     // A fresh access token for the same user extends the restored session.
                     self.identity = Some(access.unwrap_or(redeemed.identity));
@@ -221,6 +232,7 @@ impl Session {
             user: self.identity.as_ref()?.user.clone(),
             closer: self.closer.clone(),
             ended: self.ended.clone(),
+            outbox: self.outbox.clone(),
         })
     }
 
@@ -429,6 +441,7 @@ impl Session {
     fn send(&self, bytes: Vec<u8>) {
         if bytes.len() > self.node.config.websocket.max_message_size.as_usize() {
             let message = format!("reply of {} bytes exceeds max_message_size", bytes.len());
+            self.counted_error(ErrorCode::MessageTooLarge);
             return self.send(outbound::error(
                 None,
                 ErrorCode::MessageTooLarge,
@@ -452,6 +465,18 @@ impl Session {
     }
 
     fn send_error(&self, id: Option<&RequestId>, code: ErrorCode, message: &str) {
+        self.counted_error(code);
         self.send(outbound::error(id, code, message, None, now_millis()));
+    }
+
+    /// Counts an `error` reply about to be queued (metrics and this request's outcome).
+    fn counted_error(&self, code: ErrorCode) {
+        self.node.metrics.error(code);
+        self.errors_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `error` replies queued so far on this connection.
+    fn errors_sent(&self) -> u64 {
+        self.errors_sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -77,6 +77,11 @@ pub struct StreamMark {
     pub slot: SubscriptionSlot,
     /// The event's offset.
     pub offset: u64,
+    /// When the publication reached the fan-out ([`monotonic_micros`]), for the delivery
+    /// latency metric; 0 for replayed and held events, which are not live deliveries.
+    ///
+    /// [`monotonic_micros`]: crate::metrics::monotonic_micros
+    pub published_at: u64,
 }
 
 /// What a connection's queue holds.
@@ -197,6 +202,11 @@ impl Outbox {
                 false
             }
         }
+    }
+
+    /// Messages queued and not yet taken by the writer.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// The connection's close signal.

@@ -194,6 +194,7 @@ impl Session {
             mark: StreamMark {
                 slot,
                 offset: publication.offset.0,
+                published_at: 0,
             },
         };
         let patience = self.node.config.websocket.write_timeout;

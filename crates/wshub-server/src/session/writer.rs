@@ -7,7 +7,9 @@
 
 use super::delivered::Delivered;
 use super::outbox::{CloseReason, Closer, OutboxReceiver, Outgoing, StreamMark};
+use crate::metrics::{Metrics, WriterBatch, monotonic_micros};
 use crate::transport::{OutFrame, WriteError, WsWriter};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 use wshub_protocol::CloseCode;
@@ -35,8 +37,10 @@ pub async fn run(
     closer: Closer,
     delivered: Delivered,
     config: WriterConfig,
+    metrics: Arc<Metrics>,
 ) {
     let mut marks = Vec::new();
+    let mut batch = metrics.writer_batch();
     let mut ping = interval_at(Instant::now() + config.ping_period, config.ping_period);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -50,9 +54,10 @@ pub async fn run(
                 // overflowed while the socket was blocked): it must not wait for the write.
                 Some(item) => tokio::select! {
                     biased;
-                    written = timeout(config.write_timeout, write_batch(&mut ws, item, &mut queue, &mut marks)) => {
+                    written = timeout(config.write_timeout, write_batch(&mut ws, item, &mut queue, &mut marks, &mut batch)) => {
                         if matches!(written, Ok(Ok(()))) {
                             delivered.record(&marks);
+                            count_flushed(&metrics, &marks, &mut batch);
                         }
                         marks.clear();
                         written
@@ -95,13 +100,14 @@ pub async fn run(
         _ => {
             let flushed = timeout(config.write_timeout, async {
                 while let Some(item) = queue.try_recv() {
-                    feed(&mut ws, item, &mut marks).await?;
+                    feed(&mut ws, item, &mut marks, &mut batch).await?;
                 }
                 ws.flush().await
             })
             .await;
             if matches!(flushed, Ok(Ok(()))) {
                 delivered.record(&marks);
+                count_flushed(&metrics, &marks, &mut batch);
             } else {
                 tracing::debug!("could not flush the queue before closing");
             }
@@ -122,8 +128,23 @@ async fn send_close(ws: &mut WsWriter, reason: &CloseReason) {
     }
 }
 
+/// Adds a flushed batch to the metrics: frames, sizes, and each live event's latency.
+fn count_flushed(metrics: &Metrics, marks: &[StreamMark], batch: &mut WriterBatch) {
+    let now = monotonic_micros();
+    for mark in marks.iter().filter(|m| m.published_at != 0) {
+        batch.event_latency(Duration::from_micros(now.saturating_sub(mark.published_at)));
+    }
+    metrics.flushed(batch);
+}
+
 /// Feeds one queued item, noting the stream position of an event.
-async fn feed(ws: &mut WsWriter, item: Outgoing, marks: &mut Vec<StreamMark>) -> Result<(), WriteError> {
+async fn feed(
+    ws: &mut WsWriter,
+    item: Outgoing,
+    marks: &mut Vec<StreamMark>,
+    batch: &mut WriterBatch,
+) -> Result<(), WriteError> {
+    batch.frame(item.len());
     match item {
         Outgoing::Frame(frame) => ws.feed(frame).await,
         Outgoing::Event { text, mark } => {
@@ -139,11 +160,12 @@ async fn write_batch(
     first: Outgoing,
     queue: &mut OutboxReceiver,
     marks: &mut Vec<StreamMark>,
+    batch: &mut WriterBatch,
 ) -> Result<(), WriteError> {
-    feed(ws, first, marks).await?;
+    feed(ws, first, marks, batch).await?;
     for _ in 1..MAX_BATCH {
         let Some(item) = queue.try_recv() else { break };
-        feed(ws, item, marks).await?;
+        feed(ws, item, marks, batch).await?;
     }
     ws.flush().await
 }

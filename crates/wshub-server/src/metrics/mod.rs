@@ -1,0 +1,506 @@
+//! What the hub counts, and the three ways it is read: Prometheus `/metrics` (CONTRACT
+//! §10), the JSON `Snapshot` and the live `/ws/metrics` stream (§8), and the built-in
+//! `system` topic (§14).
+//!
+//! Beside the message path, not on it: every step of the path bumps a counter here
+//! through a handle resolved when the node started (an `Arc` of atomics), so counting
+//! takes no lock and no label lookup. Gauges that describe state the hub already keeps
+//! (connections, subscriptions, queues) are read from that state when someone asks.
+
+pub mod histogram;
+pub mod labels;
+pub mod sampler;
+pub mod system;
+
+use crate::config::Config;
+use histogram::{AtomicHistogram, DURATION_SECONDS, LATENCY_SECONDS, SIZE_BYTES};
+use labels::{CLOSE_REASONS, OTHER, RequestTypes, close_reason, literal_topics};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use wshub_protocol::{CloseCode, ErrorCode};
+
+type Label = [(&'static str, String); 1];
+
+/// Microseconds on a process-wide monotonic clock, never 0 (0 marks "not stamped").
+pub fn monotonic_micros() -> u64 {
+    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(std::time::Instant::now);
+    base.elapsed().as_micros() as u64 + 1
+}
+
+/// Every counter of the hub, with its Prometheus registry.
+pub struct Metrics {
+    registry: Registry,
+    /// Label values of `type`.
+    pub request_types: RequestTypes,
+    connections: Gauge,
+    subscriptions: Gauge,
+    buffered_events: Gauge,
+    channel_subscribers: HashMap<String, Gauge>,
+    channel_other: Gauge,
+    connections_opened: Counter,
+    connections_closed: Vec<Counter>,
+    connection_duration: AtomicHistogram,
+    messages_sent: Counter,
+    messages_received: Vec<Counter>,
+    size_in: AtomicHistogram,
+    size_out: AtomicHistogram,
+    latency: AtomicHistogram,
+    errors: Vec<Counter>,
+    broadcast: AtomicHistogram,
+    reconnections_resumed: Counter,
+    reconnections_invalid: Counter,
+    rate_limit_hits: Vec<Counter>,
+    compression_saved: Counter,
+    /// Requests (client requests on `/ws` and HTTP API calls) for the `Snapshot`.
+    pub requests: RequestCounts,
+    /// Slow-consumer closes, for `Snapshot` and alerts.
+    slow_consumers: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("request_types", &self.request_types)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Requests answered, split by outcome, with their summed response time.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    success: AtomicU64,
+    error: AtomicU64,
+    response_micros: AtomicU64,
+}
+
+impl RequestCounts {
+    /// Records one answered request.
+    pub fn record(&self, ok: bool, took: Duration) {
+        let counter = if ok { &self.success } else { &self.error };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.response_micros
+            .fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// `(success, error, summed response time in µs)`.
+    pub fn read(&self) -> (u64, u64, u64) {
+        (
+            self.success.load(Ordering::Relaxed),
+            self.error.load(Ordering::Relaxed),
+            self.response_micros.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Node state the gauges show, read at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct GaugeReading {
+    /// Open connections.
+    pub connections: usize,
+    /// Subscriptions of all local connections.
+    pub subscriptions: usize,
+    /// Messages queued for sockets and not yet written.
+    pub buffered_events: usize,
+    /// Every topic with local subscribers and how many.
+    pub topics: Vec<(String, usize)>,
+}
+
+fn register_labelled(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    key: &'static str,
+    values: &[String],
+) -> Vec<Counter> {
+    let family = Family::<Label, Counter>::default();
+    registry.register(name, help, family.clone());
+    values
+        .iter()
+        .map(|v| family.get_or_create_owned(&[(key, v.clone())]))
+        .collect()
+}
+
+impl Metrics {
+    /// Registers every metric of CONTRACT §10 under `metrics.prefix`, with the label sets
+    /// this configuration and these handler globs allow.
+    pub fn new<'a>(config: &Config, handler_patterns: impl IntoIterator<Item = &'a str>) -> Metrics {
+        let mut registry = Registry::with_prefix(config.metrics.prefix.clone());
+        let request_types = RequestTypes::new(handler_patterns);
+        let r = &mut registry;
+
+        let gauge = |r: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            r.register(name, help, g.clone());
+            g
+        };
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            r.register(name, help, c.clone());
+            c
+        };
+        let histogram = |r: &mut Registry, name: &str, help: &str, bounds: &'static [f64]| {
+            let h = AtomicHistogram::new(bounds);
+            r.register(name, help, h.clone());
+            h
+        };
+
+        let connections = gauge(r, "connections", "Open WebSocket connections");
+        let connections_opened = counter(r, "connections_opened", "WebSocket connections opened");
+        let reasons: Vec<String> = CLOSE_REASONS.iter().map(|s| (*s).to_owned()).collect();
+        let connections_closed = register_labelled(
+            r,
+            "connections_closed",
+            "WebSocket connections closed, by reason",
+            "reason",
+            &reasons,
+        );
+        let connection_duration = histogram(
+            r,
+            "connection_duration_seconds",
+            "How long WebSocket connections stayed open",
+            DURATION_SECONDS,
+        );
+        let messages_sent = counter(r, "messages_sent", "Frames written to WebSocket clients");
+        let messages_received = register_labelled(
+            r,
+            "messages_received",
+            "Requests received from WebSocket clients, by type",
+            "type",
+            request_types.names(),
+        );
+        let sizes = Family::<Label, AtomicHistogram, fn() -> AtomicHistogram>::new_with_constructor(|| {
+            AtomicHistogram::new(SIZE_BYTES)
+        });
+        r.register(
+            "message_size_bytes",
+            "Size of WebSocket messages, by direction",
+            sizes.clone(),
+        );
+        let size_in = sizes.get_or_create_owned(&[("direction", "in".to_owned())]);
+        let size_out = sizes.get_or_create_owned(&[("direction", "out".to_owned())]);
+        let latency = histogram(
+            r,
+            "message_latency_seconds",
+            "From a publication reaching the fan-out to its frame written to a subscriber's socket",
+            LATENCY_SECONDS,
+        );
+        let subscriptions = gauge(r, "subscriptions", "Topic subscriptions of all connections");
+        let channels = Family::<Label, Gauge>::default();
+        r.register(
+            "channel_subscribers",
+            "Subscribers per topic (topics named in the rules; the rest as other)",
+            channels.clone(),
+        );
+        let channel_subscribers = literal_topics(config)
+            .into_iter()
+            .map(|t| {
+                let g = channels.get_or_create_owned(&[("topic", t.clone())]);
+                (t, g)
+            })
+            .collect();
+        let channel_other = channels.get_or_create_owned(&[("topic", OTHER.to_owned())]);
+        let buffered_events = gauge(
+            r,
+            "buffered_events",
+            "Messages queued for client sockets and not yet written",
+        );
+        let codes: Vec<String> = ErrorCode::ALL.iter().map(|c| c.as_str().to_owned()).collect();
+        let errors = register_labelled(r, "errors", "Error replies sent, by code", "code", &codes);
+        let broadcast = histogram(
+            r,
+            "broadcast_duration_seconds",
+            "Time to hand one publication to every local subscriber's queue",
+            LATENCY_SECONDS,
+        );
+        let outcomes = ["resumed".to_owned(), "invalid".to_owned()];
+        let reconnections = register_labelled(
+            r,
+            "reconnections",
+            "Connections opened with a reconnection token, by outcome",
+            "outcome",
+            &outcomes,
+        );
+        let rate_limit_hits = register_labelled(
+            r,
+            "rate_limit_hits",
+            "Requests refused with rate_limited, by type",
+            "type",
+            request_types.names(),
+        );
+        let compression_saved = counter(
+            r,
+            "compression_saved_bytes",
+            "Bytes saved on the wire by permessage-deflate",
+        );
+        let slow_consumers = Counter::default();
+
+        Metrics {
+            connections,
+            subscriptions,
+            buffered_events,
+            channel_subscribers,
+            channel_other,
+            connections_opened,
+            connections_closed,
+            connection_duration,
+            messages_sent,
+            messages_received,
+            size_in,
+            size_out,
+            latency,
+            errors,
+            broadcast,
+            reconnections_resumed: reconnections[0].clone(),
+            reconnections_invalid: reconnections[1].clone(),
+            rate_limit_hits,
+            compression_saved,
+            requests: RequestCounts::default(),
+            slow_consumers,
+            request_types,
+            registry,
+        }
+    }
+
+    /// A connection was established.
+    pub fn connection_opened(&self) {
+        self.connections_opened.inc();
+    }
+
+    /// A connection ended with `code` after `lived`.
+    pub fn connection_closed(&self, code: CloseCode, lived: Duration) {
+        self.connections_closed[close_reason(code)].inc();
+        self.connection_duration.observe(lived.as_secs_f64());
+        if code == CloseCode::SlowConsumer {
+            self.slow_consumers.inc();
+        }
+    }
+
+    /// A request of type index `kind` arrived in a frame of `bytes` bytes.
+    pub fn received(&self, kind: usize, bytes: usize) {
+        if let Some(c) = self.messages_received.get(kind) {
+            c.inc();
+        }
+        self.size_in.observe(bytes as f64);
+    }
+
+    /// A request of type index `kind` was refused with `rate_limited`.
+    pub fn rate_limited(&self, kind: usize) {
+        if let Some(c) = self.rate_limit_hits.get(kind) {
+            c.inc();
+        }
+    }
+
+    /// An `error` reply with `code` was queued.
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
+            self.errors[i].inc();
+        }
+    }
+
+    /// A reconnection token was redeemed (`true`) or refused.
+    pub fn reconnection(&self, resumed: bool) {
+        if resumed {
+            self.reconnections_resumed.inc();
+        } else {
+            self.reconnections_invalid.inc();
+        }
+    }
+
+    /// The `broadcast_duration_seconds` histogram, for the fan-out to observe into.
+    pub fn broadcast_histogram(&self) -> AtomicHistogram {
+        self.broadcast.clone()
+    }
+
+    /// A writer's accumulators for one connection's batches.
+    pub fn writer_batch(&self) -> WriterBatch {
+        WriterBatch {
+            frames: 0,
+            sizes: self.size_out.local(),
+            latencies: self.latency.local(),
+        }
+    }
+
+    /// Adds what a writer gathered over one flushed batch, then empties it.
+    pub fn flushed(&self, batch: &mut WriterBatch) {
+        if batch.frames > 0 {
+            self.messages_sent.inc_by(std::mem::take(&mut batch.frames));
+            self.size_out.merge(&mut batch.sizes);
+            self.latency.merge(&mut batch.latencies);
+        }
+    }
+
+    /// Bytes permessage-deflate saved on the wire.
+    pub fn compression_saved(&self, bytes: u64) {
+        self.compression_saved.inc_by(bytes);
+    }
+
+    /// Prometheus text exposition (version 0.0.4) with the gauges set from `state`.
+    pub fn encode(&self, state: &GaugeReading) -> String {
+        self.connections.set(state.connections as i64);
+        self.subscriptions.set(state.subscriptions as i64);
+        self.buffered_events.set(state.buffered_events as i64);
+        let mut other = 0;
+        for gauge in self.channel_subscribers.values() {
+            gauge.set(0);
+        }
+        for (topic, n) in &state.topics {
+            match self.channel_subscribers.get(topic) {
+                Some(gauge) => {
+                    gauge.set(*n as i64);
+                }
+                None => other += *n as i64,
+            }
+        }
+        self.channel_other.set(other);
+        let mut text = String::with_capacity(16 * 1024);
+        if let Err(error) = prometheus_text::encode(&mut text, &self.registry) {
+            tracing::error!(%error, "could not encode metrics");
+        }
+        text
+    }
+
+    /// Totals the `Snapshot` and the `system` topic show.
+    pub fn totals(&self) -> Totals {
+        let (success, error, micros) = self.requests.read();
+        Totals {
+            requests_success: success,
+            requests_error: error,
+            response_micros: micros,
+            messages_sent: self.messages_sent.get(),
+            messages_received: self.messages_received.iter().map(Counter::get).sum(),
+            errors: self.errors.iter().map(Counter::get).sum(),
+            rate_limit_hits: self.rate_limit_hits.iter().map(Counter::get).sum(),
+            slow_consumers: self.slow_consumers.get(),
+            connections_opened: self.connections_opened.get(),
+            latency: self.latency.read(),
+        }
+    }
+}
+
+/// A writer's per-batch accumulators, merged into the shared metrics once per flush.
+#[derive(Debug, Clone)]
+pub struct WriterBatch {
+    frames: u64,
+    sizes: histogram::LocalHistogram,
+    latencies: histogram::LocalHistogram,
+}
+
+impl WriterBatch {
+    /// One frame of `bytes` bytes in the batch.
+    pub fn frame(&mut self, bytes: usize) {
+        self.frames += 1;
+        self.sizes.observe(bytes as f64);
+    }
+
+    /// One event in the batch, handed to the fan-out `latency` before the flush ended.
+    pub fn event_latency(&mut self, latency: Duration) {
+        self.latencies.observe(latency.as_secs_f64());
+    }
+}
+
+/// Cumulative counts at one moment.
+#[derive(Debug, Clone)]
+pub struct Totals {
+    /// Requests answered with success.
+    pub requests_success: u64,
+    /// Requests answered with an error.
+    pub requests_error: u64,
+    /// Summed response time of all requests, µs.
+    pub response_micros: u64,
+    /// Frames written to clients.
+    pub messages_sent: u64,
+    /// Requests received from clients.
+    pub messages_received: u64,
+    /// Error replies sent.
+    pub errors: u64,
+    /// Requests refused with `rate_limited`.
+    pub rate_limit_hits: u64,
+    /// Connections closed as slow consumers.
+    pub slow_consumers: u64,
+    /// Connections opened.
+    pub connections_opened: u64,
+    /// Delivery latency so far.
+    pub latency: histogram::HistogramReading,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_contract_metric_is_exposed_with_its_type() {
+        let config = Config::default();
+        let metrics = Metrics::new(&config, ["token.*"]);
+        metrics.connection_opened();
+        metrics.connection_closed(CloseCode::SlowConsumer, Duration::from_secs(3));
+        metrics.error(ErrorCode::Forbidden);
+        let text = metrics.encode(&GaugeReading {
+            connections: 2,
+            subscriptions: 3,
+            buffered_events: 0,
+            topics: vec![("metrics".into(), 2), ("room/1".into(), 1)],
+        });
+        for (name, kind) in [
+            ("wshub_connections", "gauge"),
+            ("wshub_connections_opened_total", "counter"),
+            ("wshub_connections_closed_total", "counter"),
+            ("wshub_connection_duration_seconds", "histogram"),
+            ("wshub_messages_sent_total", "counter"),
+            ("wshub_messages_received_total", "counter"),
+            ("wshub_message_size_bytes", "histogram"),
+            ("wshub_message_latency_seconds", "histogram"),
+            ("wshub_subscriptions", "gauge"),
+            ("wshub_channel_subscribers", "gauge"),
+            ("wshub_buffered_events", "gauge"),
+            ("wshub_errors_total", "counter"),
+            ("wshub_broadcast_duration_seconds", "histogram"),
+            ("wshub_reconnections_total", "counter"),
+            ("wshub_rate_limit_hits_total", "counter"),
+            ("wshub_compression_saved_bytes_total", "counter"),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name} as {kind} missing from:\n{text}"
+            );
+        }
+        assert!(text.contains("wshub_connections 2\n"), "{text}");
+        assert!(text.contains("wshub_connections_closed_total{reason=\"slow_consumer\"} 1\n"));
+        assert!(text.contains("wshub_channel_subscribers{topic=\"metrics\"} 2\n"));
+        assert!(text.contains("wshub_channel_subscribers{topic=\"other\"} 1\n"));
+        assert!(text.contains("wshub_errors_total{code=\"forbidden\"} 1\n"));
+        assert!(text.contains("wshub_messages_received_total{type=\"token.*\"} 0\n"));
+    }
+
+    #[test]
+    fn the_prefix_comes_from_the_config() {
+        let mut config = Config::default();
+        config.metrics.prefix = "hub".into();
+        let text = Metrics::new(&config, []).encode(&GaugeReading::default());
+        assert!(text.contains("# TYPE hub_connections gauge"));
+        assert!(!text.contains("wshub_"));
+    }
+
+    #[test]
+    fn a_writer_batch_is_counted_once_flushed() {
+        let metrics = Metrics::new(&Config::default(), []);
+        let mut batch = metrics.writer_batch();
+        batch.frame(100);
+        batch.frame(5000);
+        batch.event_latency(Duration::from_micros(300));
+        assert_eq!(metrics.totals().messages_sent, 0);
+        metrics.flushed(&mut batch);
+        let totals = metrics.totals();
+        assert_eq!(totals.messages_sent, 2);
+        assert_eq!(totals.latency.count, 1);
+        metrics.flushed(&mut batch);
+        assert_eq!(metrics.totals().messages_sent, 2);
+    }
+}
