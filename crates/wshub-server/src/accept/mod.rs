@@ -13,4 +13,4 @@ mod upgrade;
 pub use handshake_rate::{HandshakeRate, retry_after_secs};
 pub use listener::accept_loop;
 pub use per_ip::{IpConnections, IpSlot, WarnThrottle, client_ip};
-pub use upgrade::{bearer_token, upgrade};
+pub use upgrade::{Admission, admit, bearer_token, refuse, switch_protocols, upgrade};

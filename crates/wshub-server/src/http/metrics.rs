@@ -2,14 +2,16 @@
 //! stream path: the `Snapshot` of §8 as JSON. Also the middleware that counts server API
 //! calls as requests for that snapshot.
 
-use crate::metrics::GaugeReading;
+use crate::accept::{Admission, admit, switch_protocols};
+use crate::metrics::{GaugeReading, stream};
 use crate::node::Node;
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,9 +35,24 @@ pub async fn prometheus(State(node): State<Arc<Node>>) -> Response {
     response
 }
 
-/// `GET` on the metrics stream path without an upgrade: the latest `Snapshot` as JSON.
-pub async fn snapshot(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
-    Json(node.sampler.latest().to_json(None))
+/// `GET` on the metrics stream path: a WebSocket upgrade gets the live stream, a plain
+/// request the latest `Snapshot` as JSON.
+pub async fn stream_or_snapshot(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+) -> Response {
+    if !request.headers().contains_key(header::UPGRADE) {
+        return Json(node.sampler.latest().to_json(None)).into_response();
+    }
+    let Admission { accept, slot, .. } = match admit(&node, peer, request.headers(), request.method()) {
+        Ok(admission) => admission,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let task_node = Arc::clone(&node);
+    switch_protocols(&node, &mut request, &accept, move |upgraded| {
+        stream::serve(task_node, upgraded, slot)
+    })
 }
 
 /// Counts each server API call as a request: success below 400, error from 400 on.

@@ -43,7 +43,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/ws/health", get(health::ws_health))
         .route("/ws/status", get(health::ws_status))
         .route("/metrics", get(metrics::prometheus))
-        .route(&config.metrics.stream_path, get(metrics::snapshot))
+        .route(&config.metrics.stream_path, get(metrics::stream_or_snapshot))
         .merge(api)
         .route("/api/openapi.json", get(openapi::document))
         .fallback(error::not_found)

@@ -10,6 +10,7 @@
 pub mod histogram;
 pub mod labels;
 pub mod sampler;
+pub mod stream;
 pub mod system;
 
 use crate::config::Config;
