@@ -5,18 +5,23 @@
 //! live connections (429), the hub's `max_connections` (503). Each refusal is logged at debug
 //! level with the client IP; 429s also warn, at most once per IP per minute. Query strings (they
 //! may hold tokens) are never logged.
+//!
+//! [`admit`] and [`switch_protocols`] are shared by every WebSocket path: `/ws` here, and the raw
+//! stream routes (`streams/`), which add their own checks (token, topic) between the two.
 
 use super::handshake_rate::retry_after_secs;
 use super::per_ip::client_ip;
 use crate::http::ApiError;
-use crate::node::{Node, SlotRefused};
+use crate::node::{ConnectionSlot, Node, SlotRefused};
 use crate::session::{self, ConnectParams};
 use crate::transport::{accept_key, validate_upgrade};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use hyper::upgrade::Upgraded;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -31,14 +36,19 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn refuse(ip: IpAddr, error: ApiError) -> Response {
+/// Answers a refused handshake, logged at debug level with the client IP (never the query).
+pub fn refuse(ip: IpAddr, error: ApiError) -> Response {
+    logged(ip, error).into_response()
+}
+
+fn logged(ip: IpAddr, error: ApiError) -> ApiError {
     tracing::debug!(%ip, status = error.status().as_u16(), reason = error.message(), "upgrade refused");
-    error.into_response()
+    error
 }
 
 /// A 429 for `ip`: logged at debug level like every refusal, and as a warning at most once per
 /// address per minute, so a storm of refusals cannot flood the log.
-fn refuse_too_many(node: &Node, ip: IpAddr, limit: &'static str, error: ApiError) -> Response {
+fn refuse_too_many(node: &Node, ip: IpAddr, limit: &'static str, error: ApiError) -> ApiError {
     if node.refusal_warnings.allow(ip, Instant::now()) {
         tracing::warn!(
             %ip,
@@ -46,7 +56,7 @@ fn refuse_too_many(node: &Node, ip: IpAddr, limit: &'static str, error: ApiError
             "refusing WebSocket upgrades from this address (HTTP 429); further refusals for it are logged at debug level for a minute"
         );
     }
-    refuse(ip, error)
+    logged(ip, error)
 }
 
 fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
@@ -58,29 +68,37 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
-/// Handles a request on the WebSocket path.
-pub async fn upgrade(
-    State(node): State<Arc<Node>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(query): Query<HashMap<String, String>>,
-    mut request: http::Request<Body>,
-) -> Response {
+/// A handshake that passed the checks every WebSocket path shares.
+pub struct Admission {
+    /// The `Sec-WebSocket-Accept` value for the 101 answer.
+    pub accept: String,
+    /// The connection's slot, held from now until its task ends.
+    pub slot: ConnectionSlot,
+    /// The client's address (for refusals logged after admission).
+    pub ip: IpAddr,
+}
+
+/// The checks every WebSocket path runs before its own: a valid upgrade request (400), a
+/// draining node (503), the origin (403), the handshake rate (429), and a connection slot (429
+/// per IP, 503 at `max_connections`). A refusal is logged here and comes back as the error to
+/// answer with.
+pub fn admit(node: &Node, peer: SocketAddr, headers: &HeaderMap, method: &http::Method) -> Result<Admission, ApiError> {
     let config = &node.config.websocket;
     let ip = client_ip(peer);
-    let key = match validate_upgrade(request.method(), request.headers()) {
+    let accept = match validate_upgrade(method, headers) {
         Ok(key) => accept_key(key),
-        Err(error) => return refuse(ip, ApiError::bad_request(error.to_string())),
+        Err(error) => return Err(logged(ip, ApiError::bad_request(error.to_string()))),
     };
     if node.shutdown.is_draining() {
-        return refuse(ip, ApiError::unavailable("the hub is shutting down"));
+        return Err(logged(ip, ApiError::unavailable("the hub is shutting down")));
     }
-    if !origin_allowed(&config.allowed_origins, request.headers()) {
-        return refuse(ip, ApiError::forbidden("origin not allowed"));
+    if !origin_allowed(&config.allowed_origins, headers) {
+        return Err(logged(ip, ApiError::forbidden("origin not allowed")));
     }
     if let Err(wait) = node.handshake_rate.check(ip, Instant::now()) {
         let error = ApiError::too_many("too many handshakes from this address (handshake_rate_per_ip)")
             .with_retry_after(retry_after_secs(wait));
-        return refuse_too_many(&node, ip, "handshake_rate_per_ip", error);
+        return Err(refuse_too_many(node, ip, "handshake_rate_per_ip", error));
     }
     let slot = match node
         .connections
@@ -89,30 +107,31 @@ pub async fn upgrade(
         Ok(slot) => slot,
         Err(SlotRefused::PerIp) => {
             let error = ApiError::too_many("too many connections from this address (max_connections_per_ip)");
-            return refuse_too_many(&node, ip, "max_connections_per_ip", error);
+            return Err(refuse_too_many(node, ip, "max_connections_per_ip", error));
         }
         Err(SlotRefused::Full) => {
             // Throttled like the 429s: a storm at capacity must not flood the log.
             if node.refusal_warnings.allow(ip, Instant::now()) {
                 tracing::warn!(max = config.max_connections, %ip, "max_connections reached; refusing upgrades");
             }
-            return refuse(ip, ApiError::unavailable("max_connections reached"));
+            return Err(logged(ip, ApiError::unavailable("max_connections reached")));
         }
     };
-    let mut query = query;
-    let params = ConnectParams {
-        client_id: query.remove("client_id"),
-        token: query
-            .remove("token")
-            .or_else(|| bearer_token(request.headers()).map(str::to_owned)),
-        reconnection_token: query.remove("reconnection_token"),
-        peer: Some(peer),
-    };
-    let on_upgrade = hyper::upgrade::on(&mut request);
-    let task_node = Arc::clone(&node);
+    Ok(Admission { accept, slot, ip })
+}
+
+/// Answers `101 Switching Protocols` for an admitted handshake and runs `serve` on the upgraded
+/// connection, in a task the shutdown waits for. hyper completes the upgrade after writing the
+/// answer.
+pub fn switch_protocols<F, Fut>(node: &Node, request: &mut http::Request<Body>, accept: &str, serve: F) -> Response
+where
+    F: FnOnce(Upgraded) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let on_upgrade = hyper::upgrade::on(request);
     node.shutdown.tasks.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => session::run(task_node, upgraded, params, slot).await,
+            Ok(upgraded) => serve(upgraded).await,
             Err(error) => tracing::debug!(%error, "upgrade did not complete"),
         }
     });
@@ -121,10 +140,35 @@ pub async fn upgrade(
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(accept) = HeaderValue::from_str(&key) {
+    if let Ok(accept) = HeaderValue::from_str(accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     response
+}
+
+/// Handles a request on the WebSocket path.
+pub async fn upgrade(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(mut query): Query<HashMap<String, String>>,
+    mut request: http::Request<Body>,
+) -> Response {
+    let Admission { accept, slot, .. } = match admit(&node, peer, request.headers(), request.method()) {
+        Ok(admission) => admission,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let params = ConnectParams {
+        client_id: query.remove("client_id"),
+        token: query
+            .remove("token")
+            .or_else(|| bearer_token(request.headers()).map(str::to_owned)),
+        reconnection_token: query.remove("reconnection_token"),
+        peer: Some(peer),
+    };
+    let task_node = Arc::clone(&node);
+    switch_protocols(&node, &mut request, &accept, move |upgraded| {
+        session::run(task_node, upgraded, params, slot)
+    })
 }
 
 #[cfg(test)]
