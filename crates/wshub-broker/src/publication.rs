@@ -27,7 +27,7 @@ pub struct PublicationDraft {
 }
 
 /// A publication placed in its topic's stream. Shared by history and every
-/// subscriber's queue; its wire form is encoded at most once.
+/// subscriber's queue; each of its wire forms is encoded at most once.
 #[derive(Debug)]
 pub struct Publication {
     /// What was published.
@@ -37,6 +37,8 @@ pub struct Publication {
     /// The stream's epoch.
     pub epoch: Epoch,
     frame: OnceLock<Bytes>,
+    /// The payload alone, for raw stream routes.
+    payload_frame: OnceLock<Bytes>,
 }
 
 impl Publication {
@@ -47,6 +49,7 @@ impl Publication {
             offset,
             epoch,
             frame: OnceLock::new(),
+            payload_frame: OnceLock::new(),
         }
     }
 
@@ -72,6 +75,13 @@ impl Publication {
         })
     }
 
+    /// The payload alone as a text frame (raw stream routes): the publisher's bytes exactly,
+    /// shared with the draft rather than copied, made on first use.
+    pub fn payload_frame(&self) -> &Bytes {
+        self.payload_frame
+            .get_or_init(|| Bytes::from_owner(RawPayload(Arc::clone(&self.draft.payload))))
+    }
+
     /// Approximate memory held, for the history byte budget.
     pub fn approx_size(&self) -> usize {
         let d = &self.draft;
@@ -81,5 +91,41 @@ impl Publication {
             + d.event.as_str().len()
             + d.id.as_str().len()
             + 64
+    }
+}
+
+/// A payload viewed as bytes, so a [`Bytes`] can share it without a copy.
+struct RawPayload(Arc<RawValue>);
+
+impl AsRef<[u8]> for RawPayload {
+    fn as_ref(&self) -> &[u8] {
+        self.0.get().as_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_frame_is_the_payload_verbatim_and_made_once() {
+        let payload = r#"{ "b": 1,  "a": [true, null] }"#;
+        let draft = PublicationDraft {
+            topic: Topic::parse("t").expect("topic"),
+            event: EventName::parse("e").expect("event"),
+            payload: Arc::from(RawValue::from_string(payload.to_owned()).expect("json")),
+            id: EventId::new("evt_1".to_owned()),
+            timestamp: 1,
+            sender_id: Arc::from("server"),
+        };
+        let publication = Publication::new(draft, Offset(1), Epoch::new("e1".to_owned()));
+        let frame = publication.payload_frame();
+        assert_eq!(frame.as_ref(), payload.as_bytes(), "whitespace and key order kept");
+        assert_eq!(
+            frame.as_ptr(),
+            publication.payload_frame().as_ptr(),
+            "made once, then shared"
+        );
+        assert_eq!(frame.as_ptr(), publication.draft.payload.get().as_ptr(), "not copied");
     }
 }

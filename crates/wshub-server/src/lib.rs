@@ -5,7 +5,8 @@
 //! (read, decode, dispatch) → [`permissions`] (topic rules) → the broker
 //! (`wshub-broker`: offset, history) → [`fanout`] (to each subscriber's outbox) →
 //! the session's writer (onto the socket). Backends enter through [`http`]; request types
-//! of the application's own are answered by [`handlers`].
+//! of the application's own are answered by [`handlers`]. Raw stream routes ([`streams`]) are a
+//! second kind of subscriber beside the session: one topic, payloads only.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), wshub_server::ServerError> {
@@ -65,6 +66,7 @@ pub mod resume;
 pub mod session;
 mod shutdown;
 pub mod stats;
+pub mod streams;
 pub mod token_bucket;
 pub mod transport;
 
@@ -222,9 +224,6 @@ impl ServerBuilder {
             }
         };
         raise_file_limit(config.websocket.max_connections);
-        for feature in not_yet_served(&config) {
-            tracing::warn!("{feature}");
-        }
         if config.auth.api_keys.is_empty() {
             tracing::info!(
                 "no auth.api_keys configured: the server API answers loopback clients only and refuses proxied requests"
@@ -249,16 +248,6 @@ impl ServerBuilder {
             local_addr,
         })
     }
-}
-
-/// Configured features this version accepts in its config but does not serve yet,
-/// so an operator is told rather than left to discover it.
-fn not_yet_served(config: &Config) -> Vec<String> {
-    let mut notes = Vec::new();
-    if !config.streams.is_empty() {
-        notes.push("streams: raw stream routes are not served by this version".to_owned());
-    }
-    notes
 }
 
 /// Raises the open-file soft limit to the hard limit; warns if it is still below

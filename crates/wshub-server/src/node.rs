@@ -172,8 +172,8 @@ pub struct ConnectionInfo {
     pub closer: Closer,
     /// Cancelled once the connection has fully ended (its resumption state saved).
     pub ended: CancellationToken,
-    /// Its outbound queue, read for `buffered_events`.
-    pub outbox: Outbox,
+    /// Its outbound queue, read for `buffered_events` (a conflating raw stream has none).
+    pub outbox: Option<Outbox>,
 }
 
 /// Live connections by id.
@@ -218,7 +218,12 @@ impl Connections {
 
     /// Messages queued for the sockets of registered connections and not yet written.
     pub fn buffered(&self) -> usize {
-        self.table.lock().values().map(|info| info.outbox.queued()).sum()
+        self.table
+            .lock()
+            .values()
+            .filter_map(|info| info.outbox.as_ref())
+            .map(Outbox::queued)
+            .sum()
     }
 
     /// Connections currently held by the client at `ip`.

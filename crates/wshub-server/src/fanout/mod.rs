@@ -1,20 +1,26 @@
 //! Fan-out: from one publication to every local subscriber's outbound queue.
 //!
-//! On the message path this is the hub's [`Delivery`]: the broker hands it each
+//! On the message path this is the hub's `Delivery`: the broker hands it each
 //! publication in stream order, it wraps the encoded event once, and pushes the same
-//! shared bytes onto each subscriber's [`Outbox`]. A full outbox closes that
+//! shared bytes onto each subscriber's `Outbox`. A full outbox closes that
 //! connection (4008) instead of blocking the publisher or anyone else.
 //!
 //! A subscriber can be *held* while its subscription is being set up: deliveries for it
 //! are kept aside until the session has queued its `subscribed` reply and any replay,
 //! then released in order without the ones the replay already covered. That hand-over
 //! is what makes recovery gap-free and duplicate-free (docs/architecture.md).
+//!
+//! A raw stream connection (`streams/`) subscribes with a `Sink` of its own: it gets the
+//! payload alone, onto its outbox or, when rate-limited, into a conflating `Latest` slot.
+//! Each form of a publication is encoded once per delivery, and only if someone needs it.
 
 use crate::metrics::histogram::AtomicHistogram;
 use crate::metrics::monotonic_micros;
 use crate::session::outbox::{Outbox, Outgoing, StreamMark, SubscriptionSlot};
-use crate::transport::SharedText;
+use crate::streams::Latest;
+use crate::transport::{OutFrame, SharedText};
 use parking_lot::{Mutex, RwLock};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -27,45 +33,120 @@ const SHARDS: usize = 64;
 /// A connection's key in the registry: unique per process, cheaper than its id.
 pub type ConnectionKey = u64;
 
-type TopicMap = HashMap<Topic, HashMap<ConnectionKey, Subscriber>>;
+type TopicMap = HashMap<Topic, HashMap<ConnectionKey, Sink>>;
 
-/// One connection's subscription to one topic, as the fan-out sees it.
-struct Subscriber {
-    outbox: Outbox,
-    slot: SubscriptionSlot,
-    /// Set while the subscription is being set up: deliveries wait here.
-    held: Option<Arc<Mutex<Held>>>,
+/// Where one connection's deliveries of one topic go.
+pub(crate) enum Sink {
+    /// A `/ws` session: the event envelope with its stream position, onto the outbox
+    /// (overflow: 4008).
+    Session {
+        /// The connection's queue.
+        outbox: Outbox,
+        /// The subscription's number within the connection.
+        slot: SubscriptionSlot,
+        /// Set while the subscription is being set up: deliveries wait here.
+        held: Option<Arc<Mutex<Held>>>,
+    },
+    /// A raw stream sending every event: the payload alone, onto the outbox (overflow: 4008).
+    Payload(Outbox),
+    /// A rate-limited raw stream: the payload alone, into a slot that keeps only the newest
+    /// (overflow: conflate).
+    Latest(Arc<Latest>),
 }
 
 /// Deliveries kept aside during a subscription's set-up, bounded like the outbox.
-struct Held {
+pub(crate) struct Held {
     publications: Vec<Arc<Publication>>,
     limit: usize,
 }
 
-impl Subscriber {
-    fn deliver(&self, text: &SharedText, publication: &Arc<Publication>, published_at: u64) {
-        let Some(held) = &self.held else {
-            // A full outbox closes its own connection (4008); the others carry on.
-            self.outbox.push(Outgoing::Event {
-                text: text.clone(),
-                mark: StreamMark {
-                    slot: self.slot,
-                    offset: publication.offset.0,
-                    published_at,
-                },
-            });
-            return;
-        };
-        let mut held = held.lock();
-        if held.publications.len() >= held.limit {
-            self.outbox.closer().close(
-                CloseCode::SlowConsumer,
-                "slow consumer: too many events during subscribe",
-            );
-            return;
+/// The text frames of one publication, each checked and wrapped on first need only.
+struct Frames<'a> {
+    publication: &'a Publication,
+    /// When the fan-out began ([`monotonic_micros`]): where delivery latency counts from.
+    published_at: u64,
+    envelope: OnceCell<Option<SharedText>>,
+    payload: OnceCell<Option<SharedText>>,
+}
+
+impl<'a> Frames<'a> {
+    fn new(publication: &'a Publication, published_at: u64) -> Self {
+        Frames {
+            publication,
+            published_at,
+            envelope: OnceCell::new(),
+            payload: OnceCell::new(),
         }
-        held.publications.push(Arc::clone(publication));
+    }
+
+    /// The event envelope (`Publication::frame`, encoded once and shared with `history`).
+    fn envelope(&self) -> Option<&SharedText> {
+        self.envelope
+            .get_or_init(|| shared(self.publication, self.publication.frame()))
+            .as_ref()
+    }
+
+    /// The payload alone (`Publication::payload_frame`, the publisher's bytes).
+    fn payload(&self) -> Option<&SharedText> {
+        self.payload
+            .get_or_init(|| shared(self.publication, self.publication.payload_frame()))
+            .as_ref()
+    }
+}
+
+fn shared(publication: &Publication, bytes: &bytes::Bytes) -> Option<SharedText> {
+    let text = SharedText::from_json(bytes.clone());
+    if text.is_none() {
+        tracing::error!(topic = %publication.topic(), "encoded event is not UTF-8; dropped");
+    }
+    text
+}
+
+impl Sink {
+    fn deliver(&self, frames: &Frames<'_>, publication: &Arc<Publication>) {
+        match self {
+            Sink::Session {
+                outbox,
+                slot,
+                held: None,
+            } => {
+                let Some(text) = frames.envelope() else { return };
+                // A full outbox closes its own connection (4008); the others carry on.
+                outbox.push(Outgoing::Event {
+                    text: text.clone(),
+                    mark: StreamMark {
+                        slot: *slot,
+                        offset: publication.offset.0,
+                        published_at: frames.published_at,
+                    },
+                });
+            }
+            Sink::Session {
+                outbox,
+                held: Some(held),
+                ..
+            } => {
+                let mut held = held.lock();
+                if held.publications.len() >= held.limit {
+                    outbox.closer().close(
+                        CloseCode::SlowConsumer,
+                        "slow consumer: too many events during subscribe",
+                    );
+                    return;
+                }
+                held.publications.push(Arc::clone(publication));
+            }
+            Sink::Payload(outbox) => {
+                if let Some(text) = frames.payload() {
+                    outbox.push(Outgoing::Frame(OutFrame::Text(text.clone())));
+                }
+            }
+            Sink::Latest(latest) => {
+                if let Some(text) = frames.payload() {
+                    latest.put(text.clone());
+                }
+            }
+        }
     }
 }
 
@@ -108,11 +189,13 @@ impl Registry {
         let subscribers = shard.entry(topic.clone()).or_default();
         let first = subscribers.is_empty();
         match subscribers.get_mut(&key) {
-            Some(existing) => existing.held = held,
+            Some(Sink::Session { held: existing, .. }) => *existing = held,
+            // Keys are unique per connection, and a raw stream never subscribes twice.
+            Some(Sink::Payload(_) | Sink::Latest(_)) => {}
             None => {
                 subscribers.insert(
                     key,
-                    Subscriber {
+                    Sink::Session {
                         outbox: outbox.clone(),
                         slot,
                         held,
@@ -120,6 +203,19 @@ impl Registry {
                 );
                 self.subscriptions.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        first
+    }
+
+    /// Adds a raw stream's subscriber: live at once, nothing held (a raw stream starts with the
+    /// next event and never recovers). Returns `true` when it is the topic's first subscriber on
+    /// this node.
+    pub(crate) fn subscribe_raw(&self, topic: &Topic, key: ConnectionKey, sink: Sink) -> bool {
+        let mut shard = self.shard(topic.as_str()).write();
+        let subscribers = shard.entry(topic.clone()).or_default();
+        let first = subscribers.is_empty();
+        if subscribers.insert(key, sink).is_none() {
+            self.subscriptions.fetch_add(1, Ordering::Relaxed);
         }
         first
     }
@@ -132,11 +228,12 @@ impl Registry {
     /// no delivery can be half-way, so nothing slips between the kept ones and the live ones.
     pub fn take_held(&self, topic: &Topic, key: ConnectionKey) -> Option<Vec<Arc<Publication>>> {
         let mut shard = self.shard(topic.as_str()).write();
-        let subscriber = shard.get_mut(topic).and_then(|s| s.get_mut(&key))?;
-        let held = subscriber.held.as_ref()?;
-        let publications = std::mem::take(&mut held.lock().publications);
+        let Some(Sink::Session { held, .. }) = shard.get_mut(topic).and_then(|s| s.get_mut(&key)) else {
+            return None;
+        };
+        let publications = std::mem::take(&mut held.as_ref()?.lock().publications);
         if publications.is_empty() {
-            subscriber.held = None;
+            *held = None;
             return None;
         }
         Some(publications)
@@ -208,13 +305,10 @@ impl Delivery for FanOut {
         // The broadcast is timed from here (encoding included) and every subscriber's
         // delivery latency counts from the same instant.
         let published_at = monotonic_micros();
-        // Encoded and checked once; each subscriber gets a reference-counted clone.
-        let Some(text) = SharedText::from_json(publication.frame().clone()) else {
-            tracing::error!(topic = %publication.topic(), "encoded event is not UTF-8; dropped");
-            return;
-        };
-        for subscriber in subscribers.values() {
-            subscriber.deliver(&text, &publication, published_at);
+        // Each form is encoded and checked once; each subscriber gets a reference-counted clone.
+        let frames = Frames::new(&publication, published_at);
+        for sink in subscribers.values() {
+            sink.deliver(&frames, &publication);
         }
         let took = monotonic_micros().saturating_sub(published_at);
         self.broadcast.observe(took as f64 / 1e6);

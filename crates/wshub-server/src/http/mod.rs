@@ -1,7 +1,8 @@
 //! The HTTP side of the hub: probes, status, and the server API for backends.
 //!
 //! Backends enter the message path here: `POST /api/publish` hands a publication to
-//! the broker exactly as a client's `publish` does.
+//! the broker exactly as a client's `publish` does. The router also sends each WebSocket path
+//! to its upgrade: `websocket.path` to `accept`, raw stream paths to `streams`.
 
 mod api;
 mod error;
@@ -14,6 +15,7 @@ pub use openapi::ApiDoc;
 
 use crate::accept;
 use crate::node::Node;
+use crate::streams;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
@@ -36,8 +38,14 @@ pub fn router(node: Arc<Node>) -> Router {
             Arc::clone(&node),
             metrics::count_api_request,
         ));
-    Router::new()
+    let mut router = Router::new()
         .route(&config.websocket.path, get(accept::upgrade))
+        .route("/ws/stream/{*topic}", get(streams::topic_stream));
+    // Config validation keeps these paths apart from every other route.
+    for route in &config.streams {
+        router = router.route(&route.path, streams::configured(route));
+    }
+    router
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/ws/health", get(health::ws_health))

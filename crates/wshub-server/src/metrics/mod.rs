@@ -338,6 +338,12 @@ impl Metrics {
         }
     }
 
+    /// One frame of `bytes` written outside a batching writer (a conflating raw stream).
+    pub fn frame_written(&self, bytes: usize) {
+        self.messages_sent.inc();
+        self.size_out.observe(bytes as f64);
+    }
+
     /// Bytes permessage-deflate saved on the wire.
     pub fn compression_saved(&self, bytes: u64) {
         self.compression_saved.inc_by(bytes);

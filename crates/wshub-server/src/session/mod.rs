@@ -6,16 +6,16 @@
 //! state; the writer runs as its own task so a slow socket never stalls reading, and so does
 //! each handler call (`handler_call`), so a slow backend never stalls it either.
 
-mod delivered;
+pub(crate) mod delivered;
 mod dispatch;
 mod established;
-mod expiry;
+pub(crate) mod expiry;
 mod handler_call;
 pub mod outbox;
 pub mod rate_limit;
 mod resumption;
 mod subscribe;
-mod writer;
+pub(crate) mod writer;
 
 pub use dispatch::{MAX_PRESENCE_CLIENTS, PresencePayload};
 pub(crate) use resumption::RESUMED_ELSEWHERE;
@@ -232,7 +232,7 @@ impl Session {
             user: self.identity.as_ref()?.user.clone(),
             closer: self.closer.clone(),
             ended: self.ended.clone(),
-            outbox: self.outbox.clone(),
+            outbox: Some(self.outbox.clone()),
         })
     }
 

@@ -4,6 +4,9 @@
 //! everything already queued into one flush, sends heartbeat Pings, and performs the
 //! close: a normal close flushes what is queued first; a slow consumer's backlog is
 //! dropped and its close frame gets at most one second.
+//!
+//! A raw stream route without `rate_hz` uses this writer too (its frames are plain
+//! [`Outgoing::Frame`]s, so nothing is recorded in [`Delivered`]).
 
 use super::delivered::Delivered;
 use super::outbox::{CloseReason, Closer, OutboxReceiver, Outgoing, StreamMark};
@@ -116,7 +119,8 @@ pub async fn run(
     }
 }
 
-async fn send_close(ws: &mut WsWriter, reason: &CloseReason) {
+/// Sends the close frame, giving it at most [`CLOSE_GRACE`] before the connection is dropped.
+pub(crate) async fn send_close(ws: &mut WsWriter, reason: &CloseReason) {
     if timeout(CLOSE_GRACE, ws.close(reason.code.code(), &reason.reason))
         .await
         .is_err()
