@@ -1,5 +1,6 @@
 //! Error codes and WebSocket close codes: assigned here and nowhere else.
 
+use crate::binary::BinaryError;
 use std::fmt;
 
 /// The `payload.code` of an `error` reply (CONTRACT §4).
@@ -79,6 +80,29 @@ impl ErrorCode {
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl BinaryError {
+    /// The `error` code a client gets for a refused binary frame (CONTRACT §12): a frame or
+    /// metadata over the size limit is `message_too_large`, anything malformed is
+    /// `invalid_message`.
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            BinaryError::TooLarge { .. } | BinaryError::MetadataTooLong { .. } => ErrorCode::MessageTooLarge,
+            BinaryError::TruncatedHeader { .. }
+            | BinaryError::UnsupportedVersion(_)
+            | BinaryError::UnknownKind(_)
+            | BinaryError::MetadataPastEnd { .. }
+            | BinaryError::MetadataNotUtf8(_)
+            | BinaryError::MetadataNotJson(_)
+            | BinaryError::MetadataNotObject
+            | BinaryError::DuplicateKey(_)
+            | BinaryError::MissingTopic
+            | BinaryError::TopicNotString
+            | BinaryError::InvalidTopic(_)
+            | BinaryError::InvalidId(_) => ErrorCode::InvalidMessage,
+        }
     }
 }
 
@@ -176,6 +200,25 @@ mod tests {
             assert_eq!(ErrorCode::from_wire(code.as_str()), Some(code));
         }
         assert_eq!(ErrorCode::from_wire("nope"), None);
+    }
+
+    #[test]
+    fn binary_errors_map_to_their_wire_codes() {
+        let too_large = BinaryError::TooLarge { size: 2, max: 1 };
+        assert_eq!(too_large.code(), ErrorCode::MessageTooLarge);
+        assert_eq!(
+            BinaryError::MetadataTooLong { len: 0 }.code(),
+            ErrorCode::MessageTooLarge
+        );
+        for error in [
+            BinaryError::TruncatedHeader { len: 3 },
+            BinaryError::UnsupportedVersion(2),
+            BinaryError::UnknownKind(9),
+            BinaryError::MetadataNotObject,
+            BinaryError::MissingTopic,
+        ] {
+            assert_eq!(error.code(), ErrorCode::InvalidMessage, "{error}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use std::fmt;
 use std::sync::Arc;
+use thiserror::Error;
 
 /// Declares a cheap-to-clone string id: shared `Arc<str>`, serialised as a plain string.
 macro_rules! string_id {
@@ -83,14 +84,44 @@ impl RequestId {
     /// Longest accepted id, in bytes of its text (CONTRACT §2).
     pub const MAX_LEN: usize = 64;
 
-    pub(crate) fn from_raw(raw: Box<RawValue>) -> Self {
-        RequestId(raw)
+    /// Reads an `id` field: `null` is no id; otherwise a string or a number of at most
+    /// [`RequestId::MAX_LEN`] bytes (a string's decoded text, a number's digits). The JSON
+    /// envelope and the metadata of a binary publish follow the same rule.
+    pub(crate) fn from_json(raw: &RawValue) -> Result<Option<RequestId>, RequestIdError> {
+        let text = raw.get();
+        if text == "null" {
+            return Ok(None);
+        }
+        let len = if let Ok(s) = serde_json::from_str::<String>(text) {
+            s.len()
+        } else if serde_json::from_str::<serde_json::Number>(text).is_ok() {
+            text.len()
+        } else {
+            return Err(RequestIdError::NotStringOrNumber);
+        };
+        if len > RequestId::MAX_LEN {
+            return Err(RequestIdError::TooLong {
+                max: RequestId::MAX_LEN,
+            });
+        }
+        Ok(Some(RequestId(raw.to_owned())))
     }
 
     /// The id as raw JSON (with quotes for a string id).
     pub fn as_raw(&self) -> &RawValue {
         &self.0
     }
+}
+
+/// Why a request `id` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RequestIdError {
+    /// The id is neither a string nor a number.
+    #[error("`id` must be a string or a number")]
+    NotStringOrNumber,
+    /// The id is longer than [`RequestId::MAX_LEN`].
+    #[error("`id` is longer than {max} bytes")]
+    TooLong { max: usize },
 }
 
 impl Serialize for RequestId {

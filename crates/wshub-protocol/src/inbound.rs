@@ -191,21 +191,10 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
 }
 
 fn decode_id(raw: Option<&RawValue>) -> Result<Option<RequestId>, String> {
-    let Some(raw) = raw.filter(|r| r.get() != "null") else {
-        return Ok(None);
-    };
-    let text = raw.get();
-    let len = if let Ok(s) = serde_json::from_str::<String>(text) {
-        s.len()
-    } else if serde_json::from_str::<serde_json::Number>(text).is_ok() {
-        text.len()
-    } else {
-        return Err("`id` must be a string or a number".to_owned());
-    };
-    if len > RequestId::MAX_LEN {
-        return Err(format!("`id` is longer than {} bytes", RequestId::MAX_LEN));
+    match raw {
+        None => Ok(None),
+        Some(raw) => RequestId::from_json(raw).map_err(|e| e.to_string()),
     }
-    Ok(Some(RequestId::from_raw(raw.to_owned())))
 }
 
 fn decode_request(kind: &str, f: &Fields<'_>) -> Result<Request, String> {

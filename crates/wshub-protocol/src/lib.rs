@@ -4,14 +4,16 @@
 //! session reader hands each text frame to [`decode_client_frame`], and every byte
 //! the hub writes back is produced by the encoders in [`outbound`]. Keeping it free
 //! of sockets and runtimes lets the server, the client and the tests share one
-//! definition of the protocol.
+//! definition of the protocol. Binary frames (CONTRACT §12) have their codec in [`binary`].
 
+pub mod binary;
 pub mod codes;
 pub mod ids;
 pub mod inbound;
 pub mod outbound;
 pub mod topic;
 
+pub use binary::{BinaryError, BinaryFrame, BinaryKind};
 pub use codes::{CloseCode, ErrorCode};
 pub use ids::{ConnectionId, Epoch, EventId, Offset, RequestId};
 pub use inbound::{ClientFrame, DecodeError, Recover, Request, decode_client_frame};

@@ -3,12 +3,15 @@
 //! The Python and TypeScript clients parse the same files (clients/*/tests), so the three
 //! cannot drift apart silently: client requests go through the hub's own decoder, server
 //! messages are re-encoded with the hub's own encoders and must come out equal, and the §12
-//! binary frames are decoded to their expected JSON.
+//! binary frames go through the hub's binary codec (decode, encode, extend, history form).
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use wshub_protocol::binary::{self, Delivery, HistoryView};
 use wshub_protocol::outbound::{self, EventView};
-use wshub_protocol::{ErrorCode, Request, RequestId, decode_client_frame};
+use wshub_protocol::{BinaryError, ErrorCode, Request, RequestId, decode_client_frame};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/protocol")
@@ -178,66 +181,88 @@ fn server_messages_are_what_the_hub_encodes() {
     }
 }
 
-/// CONTRACT §12: `[version u8 = 1][kind u8][metadata length u32 BE][metadata JSON][body]`.
-/// (The protocol crate has no binary codec yet; this is the reference the fixtures follow.)
-fn decode_binary(frame: &[u8]) -> Result<Value, String> {
-    let [version, kind, a, b, c, d, rest @ ..] = frame else {
-        return Err("frame shorter than its 6-byte header".into());
-    };
-    if *version != 1 {
-        return Err(format!("unsupported version {version}"));
-    }
-    let kind_name = match kind {
-        0 => "raw",
-        1 => "image",
-        2 => "audio",
-        3 => "file",
-        other => return Err(format!("unknown kind {other}")),
-    };
-    let length = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
-    if length > rest.len() {
-        return Err("metadata length past the end of the frame".into());
-    }
-    let (metadata, body) = rest.split_at(length);
-    let metadata: Value = serde_json::from_slice(metadata).map_err(|e| format!("metadata is not valid JSON: {e}"))?;
-    if !metadata.is_object() {
-        return Err("metadata is not a JSON object".into());
-    }
-    Ok(
-        json!({"version": version, "kind": kind, "kind_name": kind_name, "metadata": metadata, "body_base64": base64(body)}),
-    )
+/// The hub's decoder, in the shape `binary/*.json` describe a decoded frame.
+fn decode_binary(frame: &[u8]) -> Result<Value, BinaryError> {
+    let decoded = binary::decode(frame, MAX_SIZE)?;
+    let metadata: Value = serde_json::from_str(decoded.metadata().get()).expect("decoded metadata is JSON");
+    Ok(json!({
+        "version": binary::VERSION,
+        "kind": decoded.kind().as_u8(),
+        "kind_name": decoded.kind().name(),
+        "metadata": metadata,
+        "body_base64": STANDARD.encode(decoded.body()),
+    }))
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+const MAX_SIZE: usize = 1 << 20;
 
 #[test]
 fn binary_frames_decode_to_their_expected_json() {
     for case in cases("binary") {
         let file = str_of(&case, "file");
+        let bytes = read(file);
         let expected = json_file(str_of(&case, "decoded"));
-        match decode_binary(&read(file)) {
-            Ok(decoded) => assert_eq!(decoded, expected, "{file}"),
-            Err(error) => assert!(expected.get("error").is_some(), "{file} failed to decode: {error}"),
+        if let Some(why) = expected.get("error") {
+            let error = decode_binary(&bytes).expect_err(&format!("{file} must be refused"));
+            let why = why.as_str().expect("error is a string");
+            assert!(error.to_string().starts_with(why), "{file}: {error} is not {why:?}");
+            assert_eq!(error.code(), ErrorCode::InvalidMessage, "{file}");
+            continue;
         }
-        if expected.get("error").is_some() {
-            assert!(decode_binary(&read(file)).is_err(), "{file} must be refused");
-        }
+        let decoded = decode_binary(&bytes).unwrap_or_else(|e| panic!("{file} failed to decode: {e}"));
+        assert_eq!(decoded, expected, "{file}");
+        // The encoder writes the same bytes back (the metadata is kept verbatim).
+        let frame = binary::decode(&bytes, MAX_SIZE).expect("decoded above");
+        let encoded = binary::encode(frame.kind(), frame.metadata(), frame.body()).expect("small");
+        assert_eq!(encoded, bytes, "{file}: encode(decode(frame)) differs");
     }
+}
+
+/// The delivered frames among the fixtures are exactly what the hub builds from them.
+#[test]
+fn delivered_binary_frames_are_what_the_hub_builds() {
+    let mut delivered = 0;
+    for case in cases("binary") {
+        let file = str_of(&case, "file");
+        let bytes = read(file);
+        let Ok(frame) = binary::decode(&bytes, MAX_SIZE) else {
+            continue;
+        };
+        let metadata: Value = serde_json::from_str(frame.metadata().get()).expect("JSON");
+        if metadata.get("offset").is_none() {
+            // A client's publish: it carries the request id its `published` reply echoes.
+            assert_eq!(
+                frame.request_id().map(|id| id.as_raw().get()),
+                Some(r#""b1""#),
+                "{file}"
+            );
+            continue;
+        }
+        delivered += 1;
+        let delivery = Delivery {
+            offset: metadata["offset"].as_u64().expect("offset"),
+            epoch: str_of(&metadata, "epoch"),
+            id: str_of(&metadata, "id"),
+            timestamp: metadata["timestamp"].as_u64().expect("timestamp"),
+            sender_id: str_of(&metadata, "sender_id"),
+        };
+        let rebuilt = binary::extend_metadata(&frame, &delivery).expect("fits");
+        assert_eq!(rebuilt, bytes, "{file}: the hub would deliver other bytes");
+        let entry = binary::history_entry(&HistoryView {
+            topic: frame.topic().as_str(),
+            offset: delivery.offset,
+            epoch: delivery.epoch,
+            timestamp: delivery.timestamp,
+            sender_id: delivery.sender_id,
+            frame: &rebuilt,
+        });
+        let entry: Value = serde_json::from_slice(&entry).expect("JSON");
+        assert_eq!(entry["type"], "binary", "{file}");
+        for key in ["topic", "offset", "epoch", "timestamp", "sender_id"] {
+            assert_eq!(entry[key], metadata[key], "{file}: {key}");
+        }
+        let frame_b64 = entry["frame_b64"].as_str().expect("frame_b64");
+        assert_eq!(STANDARD.decode(frame_b64).expect("base64"), bytes, "{file}");
+    }
+    assert!(delivered >= 4, "the fixtures hold delivered frames");
 }
