@@ -1,0 +1,53 @@
+# Shared by the bench/compare-* scripts: building a baseline, starting hubs, reading their CPU,
+# medians. Source it after `set -euo pipefail` and `cd` to the repository root; it sets the
+# EXIT trap that stops every hub started with `start` and removes the scratch folder.
+
+work=$(mktemp -d)
+pids=""
+base_worktree=""
+cleanup() {
+  [ -n "$pids" ] && kill -TERM $pids 2>/dev/null || true
+  [ -n "$base_worktree" ] && git worktree remove --force "$base_worktree" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+secret=compare-bench-secret-compare-bench
+generous=(--set rate_limits.default.capacity=1000000000 --set rate_limits.default.refill_per_sec=1000000000)
+pin_server=() pin_probe=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin_server=(taskset -c 0) pin_probe=(taskset -c 1); fi
+
+# Builds REV in a temporary worktree with its own target dir; the binary is in $base_bin.
+build_baseline() {
+  base_worktree="$work/base"
+  git worktree add -q --detach "$base_worktree" "$1"
+  (cd "$base_worktree" && CARGO_TARGET_DIR="$work/base-target" cargo build -q --release -p wshub)
+  base_bin="$work/base-target/release/wshub"
+}
+
+# Builds the working tree's hub and probe (release); sets $current_bin, $probe, $token.
+build_current() {
+  cargo build -q --release -p wshub --bin wshub --example probe
+  current_bin=target/release/wshub
+  probe=target/release/examples/probe
+  token=$(WSHUB_AUTH__JWT__HS256_SECRET=$secret "$current_bin" token --role admin --sub probe --ttl 1h)
+}
+
+# Starts a hub in this shell (not a subshell, so its pid reaches the trap) pinned like the
+# other hubs, and waits for its listening line. Usage: start NAME BIN [ARGS...]; sets $addr
+# (empty if it did not start) and $pid.
+start() {
+  local name=$1 bin=$2
+  shift 2
+  WSHUB_AUTH__JWT__HS256_SECRET=$secret "${pin_server[@]}" "$bin" serve --port 0 "$@" >"$work/$name.out" 2>/dev/null &
+  pid=$!
+  pids="$pids $pid"
+  for _ in $(seq 100); do grep -q listening "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
+  addr=$(grep -o '127.0.0.1:[0-9]*' "$work/$name.out" | head -1 || true)
+}
+
+# CPU time (user + system) a process has used, in clock ticks (1/100 s on Linux).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
