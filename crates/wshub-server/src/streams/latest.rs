@@ -56,7 +56,7 @@ mod tests {
         latest.put(text("1"));
         latest.put(text("2"));
         assert!(latest.is_pending());
-        assert_eq!(latest.take().map(|t| t.as_str().to_owned()).as_deref(), Some("2"));
+        assert_eq!(latest.take().map(|t| t.as_bytes().to_vec()).as_deref(), Some(&b"2"[..]));
         assert!(latest.take().is_none(), "taken once");
         assert!(!latest.is_pending());
     }
