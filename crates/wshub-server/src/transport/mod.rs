@@ -29,6 +29,8 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+pub(crate) use deflate::compressions_on_this_thread;
 pub use extension::{DeflateParams, negotiate};
 pub use handshake::{UpgradeError, accept_key, validate_upgrade};
 pub use reader::{Inbound, ReadError, WsReader};

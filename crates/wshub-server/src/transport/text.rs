@@ -53,7 +53,7 @@ impl SharedText {
 
     /// The permessage-deflate body, or `None` when compression would not make it smaller.
     /// Computed on the first call across all clones of a shared text, then reused.
-    pub(super) fn compressed(&self) -> Option<Bytes> {
+    pub(crate) fn compressed(&self) -> Option<Bytes> {
         match &self.deflated {
             Some(cell) => cell.get_or_init(|| deflate::compress(&self.bytes)).clone(),
             None => deflate::compress(&self.bytes),
