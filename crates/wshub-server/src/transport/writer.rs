@@ -14,13 +14,13 @@
 
 use super::control::Control;
 use super::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
-use super::socket::{CompressionStats, WriteIo};
+use super::socket::{CompressionStats, Deflate, WriteIo};
 use super::text::SharedText;
 use bytes::{Buf, Bytes, BytesMut};
 use std::io::IoSlice;
 use std::sync::Arc;
 use thiserror::Error;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Buffered bytes past which a batch is written before more frames are gathered.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -109,6 +109,15 @@ impl WsWriter {
             tally: Tally::default(),
             closed: false,
         }
+    }
+
+    /// A writer half over any I/O, without a reader (benchmarks and tests of the write path).
+    pub fn over(io: impl AsyncWrite + Send + Unpin + 'static, deflate: Option<Deflate>) -> WsWriter {
+        let outbound = deflate.map(|d| Outbound {
+            threshold: d.threshold,
+            stats: d.stats,
+        });
+        WsWriter::new(WriteIo::Other(Box::new(io)), Arc::default(), outbound)
     }
 
     /// Queues a frame; [`flush`](Self::flush) sends it. Frames fed before one flush leave in
