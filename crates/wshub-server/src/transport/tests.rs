@@ -390,3 +390,46 @@ async fn an_abandoned_write_is_finished_before_the_close() {
     assert_eq!((opcode, close), (OpCode::Text, OpCode::Close));
     assert_eq!(data, payload, "the interrupted frame arrives whole");
 }
+
+/// A masked client frame (so the reader looks past the mask check) whose first byte — FIN, RSV
+/// bits, opcode, reserved opcodes included — is arbitrary.
+fn arbitrary_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = client_frame(OpCode::Binary, true, false, payload);
+    frame[0] = first;
+    frame
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn the_reader_survives_any_frames_and_bytes(
+        frames in proptest::collection::vec(
+            (proptest::prelude::any::<u8>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)),
+            0..8,
+        ),
+        garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        deflate in proptest::prelude::any::<bool>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        runtime.block_on(async {
+            let stats = Arc::new(Counted::default());
+            let (mut reader, _writer, mut io) =
+                connection(deflate.then(|| deflate_with(&stats, 64, false)), 256, 1 << 16);
+            for (first, payload) in &frames {
+                io.write_all(&arbitrary_frame(*first, payload)).await.expect("write");
+            }
+            io.write_all(&garbage).await.expect("write");
+            drop(io);
+            let mut steps = 0;
+            while let Some(result) = reader.next().await {
+                steps += 1;
+                assert!(steps <= frames.len() + garbage.len() + 1, "the reader makes progress");
+                if result.is_err() {
+                    break;
+                }
+            }
+            assert!(reader.next().await.is_none());
+        });
+    }
+}
