@@ -98,6 +98,12 @@ impl WsReader {
         }
     }
 
+    /// Bytes held by the read buffer (tests of the idle footprint).
+    #[cfg(test)]
+    pub(super) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// The next message, or `None` once the connection is gone.
     pub async fn next(&mut self) -> Option<Result<Inbound, ReadError>> {
         if self.done {
@@ -200,14 +206,14 @@ impl WsReader {
                 if self.buf.is_empty() {
                     // Idle: hold no buffer until the socket has something to read.
                     self.buf = BytesMut::new();
-                    half.readable().await.map_err(io_error)?;
                 }
+                // Readiness may be stale (set by the last read): then the read below finds
+                // nothing, and the next turn waits with the buffer released.
+                half.readable().await.map_err(io_error)?;
                 reserve(&mut self.buf, want);
                 match half.try_read_buf(&mut self.buf) {
                     Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        half.readable().await.map_err(io_error)?;
-                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) => return Err(io_error(e)),
                 }
             },

@@ -433,3 +433,30 @@ proptest::proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn an_idle_tcp_reader_holds_no_buffer() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+        .await
+        .expect("connect");
+    let (server, _) = listener.accept().await.expect("accept");
+    let (read, write) = server.into_split();
+    let (mut reader, _writer) = socket::halves(
+        ReadIo::Tcp(read),
+        WriteIo::Tcp(write),
+        Bytes::new(),
+        SocketConfig {
+            max_message_size: 1 << 20,
+        },
+        None,
+    );
+    client
+        .write_all(&client_frame(OpCode::Text, true, false, b"{\"type\":\"ping\"}"))
+        .await
+        .expect("send");
+    assert!(matches!(reader.next().await, Some(Ok(Inbound::Text(_)))));
+    let idle = tokio::time::timeout(Duration::from_millis(20), reader.next()).await;
+    assert!(idle.is_err(), "nothing more to read");
+    assert_eq!(reader.buffer_capacity(), 0, "no buffer while idle");
+}
