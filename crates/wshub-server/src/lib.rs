@@ -130,6 +130,8 @@ impl Server {
             listener,
             local_addr,
         } = self;
+        // A first snapshot before the first request, so nobody reads an empty one.
+        node.sampler.take(&node);
         let router = http::router(Arc::clone(&node));
         let stop_accepting = CancellationToken::new();
         let accept = tokio::spawn(accept::accept_loop(
