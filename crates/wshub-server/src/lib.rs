@@ -5,7 +5,8 @@
 //! (read, decode, dispatch) → [`permissions`] (topic rules) → the broker
 //! (`wshub-broker`: offset, history) → [`fanout`] (to each subscriber's outbox) →
 //! the session's writer (onto the socket). Backends enter through [`http`]; request types
-//! of the application's own are answered by [`handlers`].
+//! of the application's own are answered by [`handlers`]. Off that path, [`metrics`] counts
+//! and streams what happens, and [`dashboard`] serves the page that draws the stream.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), wshub_server::ServerError> {
@@ -54,6 +55,7 @@
 pub mod accept;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 mod error;
 pub mod fanout;
 pub mod handlers;
