@@ -1,4 +1,5 @@
-//! The HTTP side of the hub: probes, status, and the server API for backends.
+//! The HTTP side of the hub: probes, status, the server API for backends, and the
+//! dashboard page.
 //!
 //! Backends enter the message path here: `POST /api/publish` hands a publication to
 //! the broker exactly as a client's `publish` does. The router also sends each WebSocket path
@@ -14,6 +15,7 @@ pub use error::ApiError;
 pub use openapi::ApiDoc;
 
 use crate::accept;
+use crate::dashboard::Dashboard;
 use crate::node::Node;
 use crate::streams;
 use axum::Router;
@@ -54,6 +56,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(&config.metrics.stream_path, get(metrics::stream_or_snapshot))
         .merge(api)
         .route("/api/openapi.json", get(openapi::document))
+        .merge(Dashboard::new(&config.dashboard.path, &config.metrics.stream_path).routes())
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(node)
