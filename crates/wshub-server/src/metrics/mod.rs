@@ -562,6 +562,10 @@ mod tests {
         }
         batch.flushed([]);
         metrics.fold(&mut batch, WRITER_FOLD_MICROS + 1);
-        assert_eq!(metrics.totals().messages_sent, 2 + WRITER_FOLD_FRAMES, "a full batch folds at once");
+        assert_eq!(
+            metrics.totals().messages_sent,
+            2 + WRITER_FOLD_FRAMES,
+            "a full batch folds at once"
+        );
     }
 }
