@@ -2,10 +2,12 @@
 //! dashboard page.
 //!
 //! Backends enter the message path here: `POST /api/publish` hands a publication to
-//! the broker exactly as a client's `publish` does. The router also sends each WebSocket path
+//! the broker exactly as a client's `publish` does, and `POST /api/publish/{topic}` raw
+//! bytes as a client's binary publish does. The router also sends each WebSocket path
 //! to its upgrade: `websocket.path` to `accept`, raw stream paths to `streams`.
 
 mod api;
+mod binary;
 mod error;
 mod health;
 mod metrics;
@@ -31,6 +33,7 @@ pub fn router(node: Arc<Node>) -> Router {
     // Server API calls count as requests in the metrics `Snapshot` (CONTRACT §8).
     let api = Router::new()
         .route("/api/publish", post(api::publish))
+        .route("/api/publish/{*topic}", post(binary::publish_binary))
         .route("/api/channels", get(api::channels))
         .route("/api/channels/{*topic}", get(api::channel))
         .route("/api/history/{*topic}", get(api::history))

@@ -183,8 +183,8 @@ async fn feed(
     batch.frame(item.len());
     match item {
         Outgoing::Frame(frame) => ws.feed(frame).await,
-        Outgoing::Event { text, mark } => {
-            ws.feed(OutFrame::Text(text)).await?;
+        Outgoing::Event { frame, mark } => {
+            ws.feed(frame.into()).await?;
             marks.push(mark);
             Ok(())
         }
