@@ -254,14 +254,16 @@ impl Connections {
         self.table.lock().remove(id);
     }
 
-    /// Closes every connection matching `user` or `connection_id`; returns how many.
+    /// Closes every open connection matching `user` or `connection_id`; returns how many.
     pub fn disconnect(&self, user: Option<&str>, connection_id: Option<&str>, code: CloseCode, reason: &str) -> usize {
         let table = self.table.lock();
         let mut closed = 0;
         for (id, info) in table.iter() {
             let by_id = connection_id.is_some_and(|c| c == id.as_str());
             let by_user = user.is_some_and(|u| info.user.as_deref() == Some(u));
-            if by_id || by_user {
+            // A connection already closing (an earlier disconnect, its client leaving) stays
+            // listed until its session has finished; it is not closed, or counted, twice.
+            if (by_id || by_user) && !info.closer.is_closing() {
                 info.closer.close(code, reason.to_owned());
                 closed += 1;
             }
