@@ -17,12 +17,16 @@ generous=(--set rate_limits.default.capacity=1000000000 --set rate_limits.defaul
 pin_server=() pin_probe=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin_server=(taskset -c 0) pin_probe=(taskset -c 1); fi
 
-# Builds REV in a temporary worktree with its own target dir; the binary is in $base_bin.
+# Builds REV in a temporary worktree; the binary is in $base_bin. Builds are kept under
+# target/bench-baseline/<commit>, so comparing against the same revision again is quick.
 build_baseline() {
+  local commit
+  commit=$(git rev-parse --verify "$1^{commit}")
+  base_bin="target/bench-baseline/$commit/release/wshub"
+  [ -x "$base_bin" ] && return
   base_worktree="$work/base"
-  git worktree add -q --detach "$base_worktree" "$1"
-  (cd "$base_worktree" && CARGO_TARGET_DIR="$work/base-target" cargo build -q --release -p wshub)
-  base_bin="$work/base-target/release/wshub"
+  git worktree add -q --detach "$base_worktree" "$commit"
+  (cd "$base_worktree" && CARGO_TARGET_DIR="$OLDPWD/target/bench-baseline/$commit" cargo build -q --release -p wshub)
 }
 
 # Builds the working tree's hub and probe (release); sets $current_bin, $probe, $token.

@@ -6,12 +6,15 @@
 //! `#[tokio::test(start_paused = true)]`), so TTLs are checked without waiting.
 #![allow(clippy::unwrap_used)]
 
-use crate::{Broker, Delivery, HistoryPolicy, HistoryQuery, PresenceMember, Publication, PublicationDraft, Recovery};
+use crate::{
+    Broker, Content, Delivery, HistoryPolicy, HistoryQuery, PresenceMember, Publication, PublicationDraft, Recovery,
+};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
+use wshub_protocol::binary::{self, BinaryKind, Upload};
 use wshub_protocol::{ConnectionId, Epoch, EventId, EventName, Offset, Topic};
 
 /// Records every delivered publication, in delivery order.
@@ -88,8 +91,24 @@ fn topic(name: &str) -> Topic {
 pub fn draft(topic_name: &str, n: u64) -> PublicationDraft {
     PublicationDraft {
         topic: topic(topic_name),
-        event: EventName::parse("e").unwrap(),
-        payload: Arc::from(RawValue::from_string(format!("{{\"n\":{n}}}")).unwrap()),
+        content: Content::Json {
+            event: EventName::parse("e").unwrap(),
+            payload: Arc::from(RawValue::from_string(format!("{{\"n\":{n}}}")).unwrap()),
+        },
+        id: EventId::new(format!("evt_{topic_name}_{n}")),
+        timestamp: n,
+        sender_id: Arc::from("server"),
+    }
+}
+
+/// A binary draft (CONTRACT §12) whose body is `n` as 8 big-endian bytes.
+pub fn binary_draft(topic_name: &str, n: u64) -> PublicationDraft {
+    let metadata = format!(r#"{{"topic":"{topic_name}","n":{n}}}"#);
+    let body = Bytes::copy_from_slice(&n.to_be_bytes());
+    let upload = Upload::from_parts(BinaryKind::Raw, Bytes::from(metadata), body).unwrap();
+    PublicationDraft {
+        topic: topic(topic_name),
+        content: Content::Binary(upload),
         id: EventId::new(format!("evt_{topic_name}_{n}")),
         timestamp: n,
         sender_id: Arc::from("server"),
@@ -112,6 +131,7 @@ pub async fn run_all<F: Factory>(factory: &F) {
     streams_lists_live_topics(factory).await;
     presence_follows_joins_and_leaves(factory).await;
     records_are_claimed_once_and_expire(factory).await;
+    binary_publications_share_the_stream(factory).await;
 }
 
 /// Invariant 3: offsets start at 1, increase by one, and share the epoch.
@@ -409,4 +429,44 @@ pub async fn records_are_claimed_once_and_expire<F: Factory>(factory: &F) {
         engine.claim("token:a", ttl).await.unwrap(),
         "an expired claim is free again"
     );
+}
+
+/// Binary publications take their place in the stream like JSON events (offsets, delivery
+/// order, history), and the frame delivered and kept in history carries that place.
+pub async fn binary_publications_share_the_stream<F: Factory>(factory: &F) {
+    let recorder = Arc::new(Recorder::default());
+    let engine = factory.build(Arc::clone(&recorder));
+    engine.publish(draft("mixed", 1), ROOMY).await.unwrap();
+    let position = engine.publish(binary_draft("mixed", 2), ROOMY).await.unwrap();
+    engine.publish(draft("mixed", 3), ROOMY).await.unwrap();
+    assert_eq!(position.offset, Offset(2));
+    recorder.wait_for(3).await;
+    assert_eq!(
+        recorder.offsets(),
+        vec![
+            ("mixed".to_owned(), 1),
+            ("mixed".to_owned(), 2),
+            ("mixed".to_owned(), 3)
+        ]
+    );
+    let delivered = Arc::clone(&recorder.delivered.lock()[1]);
+    let page = engine
+        .history(&topic("mixed"), HistoryQuery { since: None, limit: 10 })
+        .await
+        .unwrap();
+    let kept = &page.publications[1];
+    assert!(kept.is_binary() && delivered.is_binary());
+    assert_eq!(kept.frame(), delivered.frame(), "history keeps the delivered frame");
+    let frame = binary::decode(kept.frame(), usize::MAX).unwrap();
+    assert_eq!(frame.get("offset").map(|v| v.get()), Some("2"));
+    assert_eq!(
+        frame.get("epoch").map(|v| v.get().to_owned()),
+        Some(format!("\"{}\"", position.epoch))
+    );
+    assert_eq!(
+        frame.get("n").map(|v| v.get()),
+        Some("2"),
+        "the publisher's metadata is kept"
+    );
+    assert_eq!(frame.body(), 2u64.to_be_bytes());
 }

@@ -19,7 +19,7 @@ mod traits;
 
 pub use error::BrokerError;
 pub use memory::MemoryBroker;
-pub use publication::{Publication, PublicationDraft, SenderId};
+pub use publication::{Content, Publication, PublicationDraft, SenderId};
 pub use traits::{
     Broker, BrokerHealth, Delivery, HistoryPage, HistoryPolicy, HistoryQuery, PresenceMember, PresencePage, Recovery,
     StreamPosition,

@@ -67,6 +67,11 @@ impl Stream {
         let publication = Arc::new(Publication::new(draft, self.last, self.epoch.clone()));
         let before = self.bytes as isize;
         if policy.size > 0 {
+            if publication.is_binary() {
+                // History keeps the frame subscribers get, never the upload it is built from
+                // (which may share a connection's read buffer and keep all of it alive).
+                publication.frame();
+            }
             self.bytes += publication.approx_size();
             self.events.push_back(Arc::clone(&publication));
         }
@@ -115,14 +120,17 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publication::Content;
     use serde_json::value::RawValue;
     use wshub_protocol::{EventId, EventName, Topic};
 
     fn draft(n: u64) -> PublicationDraft {
         PublicationDraft {
             topic: Topic::parse("t").expect("valid"),
-            event: EventName::parse("e").expect("valid"),
-            payload: Arc::from(RawValue::from_string(format!("{{\"n\":{n}}}")).expect("json")),
+            content: Content::Json {
+                event: EventName::parse("e").expect("valid"),
+                payload: Arc::from(RawValue::from_string(format!("{{\"n\":{n}}}")).expect("json")),
+            },
             id: EventId::new(format!("evt_{n}")),
             timestamp: n,
             sender_id: Arc::from("server"),

@@ -15,11 +15,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
-use wshub_broker::{Delivery, Publication, PublicationDraft};
+use wshub_broker::{Content, Delivery, Publication, PublicationDraft};
 use wshub_protocol::{Epoch, EventId, EventName, Offset, Topic};
 use wshub_server::fanout::{FanOut, Registry};
 use wshub_server::metrics::histogram::{AtomicHistogram, LATENCY_SECONDS};
-use wshub_server::session::outbox::{self, Closer, OutboxReceiver, Outgoing};
+use wshub_server::session::outbox::{self, Closer, EventFrame, OutboxReceiver, Outgoing};
 use wshub_server::transport::{CompressionStats, Deflate, DeflateParams, OutFrame, SharedText, WsWriter};
 
 const SUBSCRIBERS: u64 = 1000;
@@ -83,8 +83,10 @@ fn setup(mode: Mode) -> Fanout {
         .collect();
     let draft = PublicationDraft {
         topic,
-        event: EventName::parse("update").expect("event"),
-        payload: payload(),
+        content: Content::Json {
+            event: EventName::parse("update").expect("event"),
+            payload: payload(),
+        },
         id: EventId::new("evt_1".to_owned()),
         timestamp: 1,
         sender_id: Arc::from("server"),
@@ -106,7 +108,13 @@ impl Fanout {
         self.fanout.deliver(Arc::new(publication));
         for (queue, writer) in &mut self.subscribers {
             while let Some(item) = queue.try_recv() {
-                let Outgoing::Event { text, .. } = item else { continue };
+                let Outgoing::Event {
+                    frame: EventFrame::Text(text),
+                    ..
+                } = item
+                else {
+                    continue;
+                };
                 let text = match self.mode {
                     // A copy of its own: its compressed form is not shared.
                     Mode::CompressPerSubscriber => {

@@ -6,7 +6,9 @@
 //! (`wshub-broker`: offset, history) → [`fanout`] (to each subscriber's outbox) →
 //! the session's writer (onto the socket). Backends enter through [`http`]; request types
 //! of the application's own are answered by [`handlers`]. Raw stream routes ([`streams`]) are a
-//! second kind of subscriber beside the session: one topic, payloads only.
+//! second kind of subscriber beside the session: one topic, payloads only. Off that path,
+//! [`metrics`] counts and streams what happens, and [`dashboard`] serves the page that draws
+//! the stream.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), wshub_server::ServerError> {
@@ -55,6 +57,7 @@
 pub mod accept;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 mod error;
 pub mod fanout;
 pub mod handlers;
@@ -130,6 +133,8 @@ impl Server {
             listener,
             local_addr,
         } = self;
+        // A first snapshot before the first request, so nobody reads an empty one.
+        node.sampler.take(&node);
         let router = http::router(Arc::clone(&node));
         let stop_accepting = CancellationToken::new();
         let accept = tokio::spawn(accept::accept_loop(

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wshub_broker::{Broker, BrokerError, PublicationDraft, StreamPosition};
+use wshub_broker::{Broker, BrokerError, Content, PublicationDraft, StreamPosition};
+use wshub_protocol::binary::Upload;
 use wshub_protocol::{CloseCode, ConnectionId, EventId, EventName, Topic, now_millis};
 
 /// How often a refused client IP may be warned about; other refusals are logged at debug level.
@@ -125,11 +126,23 @@ impl Node {
         event: EventName,
         payload: Arc<RawValue>,
     ) -> Result<StreamPosition, BrokerError> {
+        self.publish_content_as_server(topic, Content::Json { event, payload })
+            .await
+    }
+
+    /// Publishes a binary frame as the server, like [`publish_as_server`](Self::publish_as_server):
+    /// the last step of `POST /api/publish/{topic}`, after its checks of the topic rule and the
+    /// size of the frame subscribers will receive.
+    pub async fn publish_binary_as_server(&self, upload: Upload) -> Result<StreamPosition, BrokerError> {
+        let topic = upload.topic().clone();
+        self.publish_content_as_server(topic, Content::Binary(upload)).await
+    }
+
+    async fn publish_content_as_server(&self, topic: Topic, content: Content) -> Result<StreamPosition, BrokerError> {
         let policy = self.rules.history_for(topic.as_str());
         let draft = PublicationDraft {
             topic,
-            event,
-            payload,
+            content,
             id: self.event_id(),
             timestamp: now_millis(),
             sender_id: Arc::from("server"),
@@ -241,14 +254,16 @@ impl Connections {
         self.table.lock().remove(id);
     }
 
-    /// Closes every connection matching `user` or `connection_id`; returns how many.
+    /// Closes every open connection matching `user` or `connection_id`; returns how many.
     pub fn disconnect(&self, user: Option<&str>, connection_id: Option<&str>, code: CloseCode, reason: &str) -> usize {
         let table = self.table.lock();
         let mut closed = 0;
         for (id, info) in table.iter() {
             let by_id = connection_id.is_some_and(|c| c == id.as_str());
             let by_user = user.is_some_and(|u| info.user.as_deref() == Some(u));
-            if by_id || by_user {
+            // A connection already closing (an earlier disconnect, its client leaving) stays
+            // listed until its session has finished; it is not closed, or counted, twice.
+            if (by_id || by_user) && !info.closer.is_closing() {
                 info.closer.close(code, reason.to_owned());
                 closed += 1;
             }

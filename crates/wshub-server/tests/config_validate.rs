@@ -108,6 +108,23 @@ fn paths_start_with_a_slash_and_do_not_collide() {
 }
 
 #[test]
+fn paths_stay_out_of_the_dashboards_page_and_assets() {
+    let text = assert_key("metrics: { stream_path: /dashboard/ }", "metrics.stream_path");
+    assert!(text.contains("dashboard"), "{text}");
+    assert_key("websocket: { path: /dashboard/assets/dashboard.js }", "websocket.path");
+    assert_key(
+        "streams: [{ path: /dash/assets, topic: x }]\ndashboard: { path: /dash/ }",
+        "streams[0].path",
+    );
+    assert_key(
+        "websocket: { path: /assets/x }\ndashboard: { path: / }",
+        "websocket.path",
+    );
+    ok("metrics: { stream_path: /dashboard/metrics }");
+    ok("websocket: { path: /dashboards }\ndashboard: { path: / }");
+}
+
+#[test]
 fn topic_rules_must_compile_and_name_roles() {
     let text = assert_key("topics: [{ match: 'a[', subscribe: [x] }]", "topics[0].match");
     assert!(text.contains("not a valid glob"), "{text}");

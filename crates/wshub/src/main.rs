@@ -113,12 +113,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let path = loaded.config.websocket.path.clone();
+        let dashboard = loaded.config.dashboard.path.clone();
         let server = wshub_server::Server::bind(loaded.config).await?;
         let shutdown = shutdown_signal();
         let addr = server.local_addr();
-        // One stable line on stdout, so scripts and tests can find the port (`--port 0`).
+        // One stable line on stdout, so scripts and tests can find the port (`--port 0`):
+        // the first `http://` on it is the address.
         println!(
-            "wshub {} listening on http://{addr} (WebSocket: ws://{addr}{path})",
+            "wshub {} listening on http://{addr} (WebSocket: ws://{addr}{path}, dashboard: http://{addr}{dashboard})",
             env!("CARGO_PKG_VERSION")
         );
         server.run(shutdown).await?;

@@ -101,6 +101,49 @@ async fn compact_output_is_one_short_line_per_event() {
 }
 
 #[tokio::test]
+async fn binary_events_show_as_a_summary_or_their_history_form() {
+    let hub = Hub::start("").await;
+    let human = watching(&hub, &["--subscribe", "cams/1", "--count", "1"]).await;
+    let json = watching(&hub, &["--subscribe", "cams/1", "--json", "--count", "1"]).await;
+    let (status, body) = hub
+        .send(
+            "POST",
+            "/api/publish/cams/1?kind=image&format=png&width=2",
+            &[],
+            Some(("application/octet-stream", b"\x89PNG".to_vec())),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let finished = human.finish().await;
+    finished.assert_code(0);
+    let [line] = finished.stdout.as_slice() else {
+        panic!("one line: {finished}")
+    };
+    assert!(starts_with_clock(line), "{line}");
+    assert!(
+        line[12..].starts_with(r#"  cams/1 #1  binary image, 4 bytes  {"#) && line.contains(r#""width": 2"#),
+        "{line}"
+    );
+
+    let finished = json.finish().await;
+    finished.assert_code(0);
+    let [line] = finished.stdout.as_slice() else {
+        panic!("one line: {finished}")
+    };
+    let entry: Value = serde_json::from_str(line).expect("JSON");
+    assert_eq!(entry["type"], "binary");
+    assert_eq!(
+        (entry["topic"].clone(), entry["offset"].clone()),
+        (json!("cams/1"), json!(1))
+    );
+    assert_eq!(entry["sender_id"], "server");
+    let (status, history) = hub.get("/api/history/cams/1").await;
+    assert_eq!(status, 200);
+    assert_eq!(history["messages"][0], entry, "the form `history` replies use");
+}
+
+#[tokio::test]
 async fn verbose_shows_the_handshake_control_messages_and_heartbeats() {
     let hub = Hub::start("websocket:\n  ping_period: 1s\n  pong_wait: 3s\n").await;
     let url = hub.ws_url("");

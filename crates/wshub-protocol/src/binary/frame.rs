@@ -106,27 +106,38 @@ pub fn decode(frame: &[u8], max_size: usize) -> Result<BinaryFrame<'_>, BinaryEr
             available: rest.len(),
         });
     };
-    let text = std::str::from_utf8(metadata).map_err(BinaryError::MetadataNotUtf8)?;
-    let metadata: &RawValue = serde_json::from_str(text).map_err(BinaryError::MetadataNotJson)?;
-    let members = members(metadata)?;
-    let topic = match unique(&members, "topic")?.map(RawValue::get) {
-        None | Some("null") => return Err(BinaryError::MissingTopic),
-        Some(token) if !token.starts_with('"') => return Err(BinaryError::TopicNotString),
-        Some(token) => json_string(token).map_err(BinaryError::MetadataNotJson)?,
-    };
-    let topic = Topic::parse(&topic).map_err(BinaryError::InvalidTopic)?;
-    let request_id = match unique(&members, "id")? {
-        None => None,
-        Some(raw) => RequestId::from_json(raw).map_err(BinaryError::InvalidId)?,
-    };
-    Ok(BinaryFrame {
-        kind,
-        metadata,
-        body,
-        members,
-        topic,
-        request_id,
-    })
+    BinaryFrame::from_parts(kind, metadata, body)
+}
+
+impl<'a> BinaryFrame<'a> {
+    /// Checks the parts of a frame that did not arrive as one: metadata built by the hub (an
+    /// HTTP upload's query) and a body received apart. The checks are [`decode`]'s after the
+    /// header (UTF-8 JSON object, `topic` and `id` at most once, a valid `topic`, a valid `id`),
+    /// plus that the metadata fits the header's 32-bit length.
+    pub fn from_parts(kind: BinaryKind, metadata: &'a [u8], body: &'a [u8]) -> Result<Self, BinaryError> {
+        metadata_len_u32(metadata.len())?;
+        let text = std::str::from_utf8(metadata).map_err(BinaryError::MetadataNotUtf8)?;
+        let metadata: &RawValue = serde_json::from_str(text).map_err(BinaryError::MetadataNotJson)?;
+        let members = members(metadata)?;
+        let topic = match unique(&members, "topic")?.map(RawValue::get) {
+            None | Some("null") => return Err(BinaryError::MissingTopic),
+            Some(token) if !token.starts_with('"') => return Err(BinaryError::TopicNotString),
+            Some(token) => json_string(token).map_err(BinaryError::MetadataNotJson)?,
+        };
+        let topic = Topic::parse(&topic).map_err(BinaryError::InvalidTopic)?;
+        let request_id = match unique(&members, "id")? {
+            None => None,
+            Some(raw) => RequestId::from_json(raw).map_err(BinaryError::InvalidId)?,
+        };
+        Ok(BinaryFrame {
+            kind,
+            metadata,
+            body,
+            members,
+            topic,
+            request_id,
+        })
+    }
 }
 
 /// Encodes a frame from metadata JSON kept as text (written verbatim) and a body.

@@ -8,7 +8,8 @@
 //! publication, [`extend_metadata`] builds the frame every subscriber receives, in one
 //! allocation of its exact size, copying the body once; a `history` reply lists that frame
 //! through [`history_entry`]. Clients use [`encode`] / [`encode_map`] to publish and [`decode`]
-//! to read delivered frames.
+//! to read delivered frames. Between the reader and the broker a publish waits as an
+//! [`Upload`]: checked once, holding slices of the received bytes.
 //!
 //! Metadata is never parsed into a `serde_json::Value`: its members stay the publisher's bytes,
 //! so numbers, key order and unicode come out as they went in. A metadata object must not
@@ -18,6 +19,7 @@
 
 mod delivery;
 mod frame;
+mod upload;
 
 use crate::ids::RequestIdError;
 use crate::topic::TopicError;
@@ -26,6 +28,7 @@ use thiserror::Error;
 
 pub use delivery::{Delivery, HistoryView, extend_metadata, history_entry};
 pub use frame::{BinaryFrame, decode, encode, encode_map};
+pub use upload::Upload;
 
 /// The only frame version this crate reads and writes.
 pub const VERSION: u8 = 1;

@@ -184,7 +184,24 @@ fn check_paths(c: &Config) -> Check {
             return Err(ConfigError::invalid(key, format!("{path:?} collides with {other}")));
         }
     }
+    for (key, path) in paths.iter().filter(|(key, _)| key != "dashboard.path") {
+        if dashboard_serves(&c.dashboard.path, path) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{path:?} collides with the dashboard's page or assets under dashboard.path"),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Whether `path` is one the dashboard at `dashboard` answers: the page with or without a
+/// trailing `/`, and everything under its `assets/`.
+fn dashboard_serves(dashboard: &str, path: &str) -> bool {
+    let base = dashboard.trim_end_matches('/');
+    path.trim_end_matches('/') == base
+        || path == format!("{base}/assets")
+        || path.starts_with(&format!("{base}/assets/"))
 }
 
 fn check_path_form(path: &str) -> Result<(), String> {

@@ -1,9 +1,10 @@
 //! Fan-out: from one publication to every local subscriber's outbound queue.
 //!
 //! On the message path this is the hub's `Delivery`: the broker hands it each
-//! publication in stream order, it wraps the encoded event once, and pushes the same
-//! shared bytes onto each subscriber's `Outbox`. A full outbox closes that
-//! connection (4008) instead of blocking the publisher or anyone else.
+//! publication in stream order, it wraps the encoded event once (a JSON event as a text
+//! frame, a binary publication as a binary one), and pushes the same shared bytes onto each
+//! subscriber's `Outbox`. A full outbox closes that connection (4008) instead of blocking
+//! the publisher or anyone else.
 //!
 //! A subscriber can be *held* while its subscription is being set up: deliveries for it
 //! are kept aside until the session has queued its `subscribed` reply and any replay,
@@ -11,14 +12,14 @@
 //! is what makes recovery gap-free and duplicate-free (docs/architecture.md).
 //!
 //! A raw stream connection (`streams/`) subscribes with a `Sink` of its own: it gets the
-//! payload alone, onto its outbox or, when rate-limited, into a conflating `Latest` slot.
-//! Each form of a publication is encoded once per delivery, and only if someone needs it.
+//! payload alone (a binary publication's whole frame), onto its outbox or, when rate-limited,
+//! into a conflating `Latest` slot. Each form of a publication is encoded once, and only if
+//! someone needs it.
 
 use crate::metrics::histogram::AtomicHistogram;
 use crate::metrics::monotonic_micros;
-use crate::session::outbox::{Outbox, Outgoing, StreamMark, SubscriptionSlot};
+use crate::session::outbox::{EventFrame, Outbox, Outgoing, StreamMark, SubscriptionSlot};
 use crate::streams::Latest;
-use crate::transport::{OutFrame, SharedText};
 use parking_lot::{Mutex, RwLock};
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -40,8 +41,8 @@ type TopicMap = HashMap<Topic, HashMap<ConnectionKey, Sink>>;
 
 /// Where one connection's deliveries of one topic go.
 pub(crate) enum Sink {
-    /// A `/ws` session: the event envelope with its stream position, onto the outbox
-    /// (overflow: 4008).
+    /// A `/ws` session: the event (JSON envelope or binary frame) with its stream position,
+    /// onto the outbox (overflow: 4008).
     Session {
         /// The connection's queue.
         outbox: Outbox,
@@ -50,10 +51,11 @@ pub(crate) enum Sink {
         /// Set while the subscription is being set up: deliveries wait here.
         held: Option<Arc<Mutex<Held>>>,
     },
-    /// A raw stream sending every event: the payload alone, onto the outbox (overflow: 4008).
+    /// A raw stream sending every event: the payload alone (a binary publication's whole
+    /// frame), onto the outbox (overflow: 4008).
     Payload(Outbox),
-    /// A rate-limited raw stream: the payload alone, into a slot that keeps only the newest
-    /// (overflow: conflate).
+    /// A rate-limited raw stream: the payload alone (or binary frame), into a slot that keeps
+    /// only the newest (overflow: conflate).
     Latest(Arc<Latest>),
 }
 
@@ -63,13 +65,13 @@ pub(crate) struct Held {
     limit: usize,
 }
 
-/// The text frames of one publication, each checked and wrapped on first need only.
+/// The frames of one publication, each wrapped (and a text frame checked) on first need only.
 struct Frames<'a> {
     publication: &'a Publication,
     /// When the fan-out began ([`monotonic_micros`]): where delivery latency counts from.
     published_at: u64,
-    envelope: OnceCell<Option<SharedText>>,
-    payload: OnceCell<Option<SharedText>>,
+    event: OnceCell<Option<EventFrame>>,
+    payload: OnceCell<Option<EventFrame>>,
 }
 
 impl<'a> Frames<'a> {
@@ -77,32 +79,24 @@ impl<'a> Frames<'a> {
         Frames {
             publication,
             published_at,
-            envelope: OnceCell::new(),
+            event: OnceCell::new(),
             payload: OnceCell::new(),
         }
     }
 
-    /// The event envelope (`Publication::frame`, encoded once and shared with `history`).
-    fn envelope(&self) -> Option<&SharedText> {
-        self.envelope
-            .get_or_init(|| shared(self.publication, self.publication.frame()))
-            .as_ref()
+    /// The event as `/ws` sessions receive it (`Publication::frame`, encoded once and shared
+    /// with `history`): the JSON envelope, or the binary frame with the hub's metadata.
+    fn event(&self) -> Option<&EventFrame> {
+        self.event.get_or_init(|| EventFrame::event(self.publication)).as_ref()
     }
 
-    /// The payload alone (`Publication::payload_frame`, the publisher's bytes).
-    fn payload(&self) -> Option<&SharedText> {
+    /// What raw streams receive (`Publication::payload_frame`): the publisher's payload
+    /// bytes, or the same binary frame as sessions.
+    fn payload(&self) -> Option<&EventFrame> {
         self.payload
-            .get_or_init(|| shared(self.publication, self.publication.payload_frame()))
+            .get_or_init(|| EventFrame::payload(self.publication))
             .as_ref()
     }
-}
-
-fn shared(publication: &Publication, bytes: &bytes::Bytes) -> Option<SharedText> {
-    let text = SharedText::from_json(bytes.clone());
-    if text.is_none() {
-        tracing::error!(topic = %publication.topic(), "encoded event is not UTF-8; dropped");
-    }
-    text
 }
 
 impl Sink {
@@ -113,10 +107,10 @@ impl Sink {
                 slot,
                 held: None,
             } => {
-                let Some(text) = frames.envelope() else { return };
+                let Some(frame) = frames.event() else { return };
                 // A full outbox closes its own connection (4008); the others carry on.
                 outbox.push(Outgoing::Event {
-                    text: text.clone(),
+                    frame: frame.clone(),
                     mark: StreamMark {
                         slot: *slot,
                         offset: publication.offset.0,
@@ -140,13 +134,13 @@ impl Sink {
                 held.publications.push(Arc::clone(publication));
             }
             Sink::Payload(outbox) => {
-                if let Some(text) = frames.payload() {
-                    outbox.push(Outgoing::Frame(OutFrame::Text(text.clone())));
+                if let Some(frame) = frames.payload() {
+                    outbox.push(Outgoing::Frame(frame.clone().into()));
                 }
             }
             Sink::Latest(latest) => {
-                if let Some(text) = frames.payload() {
-                    latest.put(text.clone());
+                if let Some(frame) = frames.payload() {
+                    latest.put(frame.clone());
                 }
             }
         }

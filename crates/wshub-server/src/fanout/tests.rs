@@ -2,11 +2,11 @@
 
 use super::{FanOut, Registry};
 use crate::metrics::histogram::{AtomicHistogram, LATENCY_SECONDS};
-use crate::session::outbox::{self, Closer, Outgoing};
+use crate::session::outbox::{self, Closer, EventFrame, Outgoing};
 use crate::transport::compressions_on_this_thread;
 use serde_json::value::RawValue;
 use std::sync::Arc;
-use wshub_broker::{Delivery, Publication, PublicationDraft};
+use wshub_broker::{Content, Delivery, Publication, PublicationDraft};
 use wshub_protocol::{Epoch, EventId, EventName, Offset, Topic};
 
 #[test]
@@ -25,8 +25,10 @@ fn one_event_to_many_compressing_subscribers_is_compressed_once() {
     let payload = RawValue::from_string(format!("[{}]", rows.join(","))).expect("json");
     let draft = PublicationDraft {
         topic,
-        event: EventName::parse("rows").expect("event"),
-        payload: Arc::from(payload),
+        content: Content::Json {
+            event: EventName::parse("rows").expect("event"),
+            payload: Arc::from(payload),
+        },
         id: EventId::new("evt_1".to_owned()),
         timestamp: 1,
         sender_id: Arc::from("server"),
@@ -36,7 +38,11 @@ fn one_event_to_many_compressing_subscribers_is_compressed_once() {
     let before = compressions_on_this_thread();
     let mut first = None;
     for queue in &mut queues {
-        let Some(Outgoing::Event { text, .. }) = queue.try_recv() else {
+        let Some(Outgoing::Event {
+            frame: EventFrame::Text(text),
+            ..
+        }) = queue.try_recv()
+        else {
             panic!("every subscriber has the event");
         };
         // What each compressing subscriber's writer sends.

@@ -1,4 +1,5 @@
 //! The server API for backends (CONTRACT §11): publish, channels, history, presence, disconnect.
+//! Publishing raw bytes (`POST /api/publish/{topic}`) is in `binary`.
 
 use super::error::{ApiError, ErrorBody};
 use crate::accept::bearer_token;
@@ -80,15 +81,29 @@ impl<T: DeserializeOwned> FromRequest<Arc<Node>> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, node: &Arc<Node>) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, node)
-            .await
-            .map_err(|rejection| match rejection {
-                BytesRejection::FailedToBufferBody(_) => ApiError::too_large("request body exceeds max_message_size"),
-                other => ApiError::bad_request(other.body_text()),
-            })?;
+        let RawBody(bytes) = RawBody::from_request(request, node).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Raw bytes: the request body as sent (413 past `max_message_size`).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<Arc<Node>> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, node: &Arc<Node>) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(request, node)
+            .await
+            .map(RawBody)
+            .map_err(|rejection| match rejection {
+                BytesRejection::FailedToBufferBody(_) => ApiError::too_large("request body exceeds max_message_size"),
+                other => ApiError::bad_request(other.body_text()),
+            })
     }
 }
 
@@ -120,7 +135,8 @@ pub struct PublishedMany {
     results: Vec<Published>,
 }
 
-fn parse_topic(node: &Node, name: &str) -> Result<Topic, ApiError> {
+/// A topic name that some topic rule matches (400 for a bad name, 404 `unknown_channel`).
+pub(super) fn parse_topic(node: &Node, name: &str) -> Result<Topic, ApiError> {
     let topic = Topic::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if node.rules.rule_for(topic.as_str()).is_none() {
         return Err(ApiError::not_found(
@@ -196,7 +212,7 @@ fn empty_object() -> Box<RawValue> {
     RawValue::from_string("{}".to_owned()).expect("an empty object is valid JSON")
 }
 
-fn published(topic: Topic, position: StreamPosition) -> Published {
+pub(super) fn published(topic: Topic, position: StreamPosition) -> Published {
     Published {
         topic: topic.to_string(),
         offset: position.offset.0,
@@ -349,7 +365,7 @@ pub async fn history(
     let messages: Vec<serde_json::Value> = page
         .publications
         .iter()
-        .filter_map(|p| serde_json::from_slice(p.frame()).ok())
+        .filter_map(|p| serde_json::from_slice(&p.history_entry()).ok())
         .collect();
     Ok(Json(
         serde_json::json!({"epoch": page.position.epoch, "offset": page.position.offset, "messages": messages}),

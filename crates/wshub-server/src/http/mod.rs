@@ -1,10 +1,13 @@
-//! The HTTP side of the hub: probes, status, and the server API for backends.
+//! The HTTP side of the hub: probes, status, the server API for backends, and the
+//! dashboard page.
 //!
 //! Backends enter the message path here: `POST /api/publish` hands a publication to
-//! the broker exactly as a client's `publish` does. The router also sends each WebSocket path
+//! the broker exactly as a client's `publish` does, and `POST /api/publish/{topic}` raw
+//! bytes as a client's binary publish does. The router also sends each WebSocket path
 //! to its upgrade: `websocket.path` to `accept`, raw stream paths to `streams`.
 
 mod api;
+mod binary;
 mod error;
 mod health;
 mod metrics;
@@ -14,6 +17,7 @@ pub use error::ApiError;
 pub use openapi::ApiDoc;
 
 use crate::accept;
+use crate::dashboard::Dashboard;
 use crate::node::Node;
 use crate::streams;
 use axum::Router;
@@ -29,6 +33,7 @@ pub fn router(node: Arc<Node>) -> Router {
     // Server API calls count as requests in the metrics `Snapshot` (CONTRACT §8).
     let api = Router::new()
         .route("/api/publish", post(api::publish))
+        .route("/api/publish/{*topic}", post(binary::publish_binary))
         .route("/api/channels", get(api::channels))
         .route("/api/channels/{*topic}", get(api::channel))
         .route("/api/history/{*topic}", get(api::history))
@@ -54,6 +59,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(&config.metrics.stream_path, get(metrics::stream_or_snapshot))
         .merge(api)
         .route("/api/openapi.json", get(openapi::document))
+        .merge(Dashboard::new(&config.dashboard.path, &config.metrics.stream_path).routes())
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(node)

@@ -1,6 +1,7 @@
 //! The OpenAPI document of the server API, generated from the handlers' annotations.
 
 use super::api;
+use super::binary;
 use super::error::{ErrorBody, ErrorDetail};
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -9,9 +10,9 @@ use utoipa::{Modify, OpenApi};
 /// The server API's OpenAPI description (served at `/api/openapi.json`).
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "wshub server API", description = "Endpoints for backends: publish events, inspect channels and presence, disconnect clients."),
-    paths(api::publish, api::channels, api::channel, api::history, api::presence, api::disconnect),
-    components(schemas(api::PublishRequest, api::Published, api::PublishedMany, api::Channel, api::Channels,
+    info(title = "wshub server API", description = "Endpoints for backends: publish events and binary frames, inspect channels and presence, disconnect clients."),
+    paths(api::publish, binary::publish_binary, api::channels, api::channel, api::history, api::presence, api::disconnect),
+    components(schemas(api::PublishRequest, api::RawBody, api::Published, api::PublishedMany, api::Channel, api::Channels,
         api::DisconnectRequest, api::Disconnected, ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)
 )]

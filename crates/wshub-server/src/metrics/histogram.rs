@@ -175,6 +175,20 @@ impl LocalHistogram {
         self.counts[bucket_of(self.bounds, value)] += 1;
         self.sum_nanos = self.sum_nanos.saturating_add(scaled(value));
     }
+
+    /// Moves everything `other` holds into this one (same buckets), emptying `other`.
+    pub fn absorb(&mut self, other: &mut LocalHistogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter_mut()) {
+            *mine += std::mem::take(theirs);
+        }
+        self.sum_nanos = self.sum_nanos.saturating_add(std::mem::take(&mut other.sum_nanos));
+    }
+
+    /// Forgets what was observed.
+    pub fn clear(&mut self) {
+        self.counts.fill(0);
+        self.sum_nanos = 0;
+    }
 }
 
 fn bucket_of(bounds: &[f64], value: f64) -> usize {

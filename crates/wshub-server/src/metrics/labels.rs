@@ -56,6 +56,11 @@ impl RequestTypes {
         self.names.len() - 1
     }
 
+    /// The index of `publish` (a binary publish counts as one).
+    pub fn publish(&self) -> usize {
+        2
+    }
+
     /// The index of a hub request; `handler_pattern` is the matching route's glob for a
     /// request of the application's own type.
     pub fn of(&self, request: &Request, handler_pattern: Option<&str>) -> usize {

@@ -30,6 +30,13 @@ use wshub_protocol::{CloseCode, ErrorCode};
 
 type Label = [(&'static str, String); 1];
 
+/// A writer folds its counts into the shared metrics after this many frames …
+const WRITER_FOLD_FRAMES: u64 = 256;
+/// … or this long after its last fold, whichever comes first.
+const WRITER_FOLD_MICROS: u64 = 100_000;
+/// The longest flushed counts wait in a writer before they are folded, even when idle.
+pub const WRITER_FOLD_AFTER: Duration = Duration::from_micros(WRITER_FOLD_MICROS);
+
 /// Microseconds on a process-wide monotonic clock, never 0 (0 marks "not stamped").
 pub fn monotonic_micros() -> u64 {
     static BASE: OnceLock<std::time::Instant> = OnceLock::new();
@@ -326,14 +333,29 @@ impl Metrics {
     /// A writer's accumulators for one connection's batches.
     pub fn writer_batch(&self) -> WriterBatch {
         WriterBatch {
+            unflushed_frames: 0,
+            unflushed_sizes: self.size_out.local(),
             frames: 0,
             sizes: self.size_out.local(),
             latencies: self.latency.local(),
+            last_merge: 0,
         }
     }
 
-    /// Adds what a writer gathered over one flushed batch, then empties it.
-    pub fn flushed(&self, batch: &mut WriterBatch) {
+    /// Folds what a writer has flushed into the shared metrics when enough gathered or enough
+    /// time passed since the last fold (`now` from [`monotonic_micros`]). Many writers adding
+    /// to the same atomics after every small flush would bounce their cache lines between
+    /// cores on every delivery; folding every `WRITER_FOLD_FRAMES` frames or
+    /// `WRITER_FOLD_MICROS` keeps the counts at most that far behind.
+    pub fn fold(&self, batch: &mut WriterBatch, now: u64) {
+        if batch.frames >= WRITER_FOLD_FRAMES || now.saturating_sub(batch.last_merge) >= WRITER_FOLD_MICROS {
+            self.fold_now(batch);
+            batch.last_merge = now;
+        }
+    }
+
+    /// Folds everything a writer has flushed, whatever its amount (when the writer ends).
+    pub fn fold_now(&self, batch: &mut WriterBatch) {
         if batch.frames > 0 {
             self.messages_sent.inc_by(std::mem::take(&mut batch.frames));
             self.size_out.merge(&mut batch.sizes);
@@ -447,21 +469,42 @@ pub struct CompressionReading {
 /// A writer's per-batch accumulators, merged into the shared metrics once per flush.
 #[derive(Debug, Clone)]
 pub struct WriterBatch {
+    /// Frames fed since the last flush: counted only once the flush succeeds.
+    unflushed_frames: u64,
+    unflushed_sizes: histogram::LocalHistogram,
+    /// Flushed and not yet folded into the shared metrics.
     frames: u64,
     sizes: histogram::LocalHistogram,
     latencies: histogram::LocalHistogram,
+    last_merge: u64,
 }
 
 impl WriterBatch {
-    /// One frame of `bytes` bytes in the batch.
+    /// One frame of `bytes` bytes fed to the socket.
     pub fn frame(&mut self, bytes: usize) {
-        self.frames += 1;
-        self.sizes.observe(bytes as f64);
+        self.unflushed_frames += 1;
+        self.unflushed_sizes.observe(bytes as f64);
     }
 
-    /// One event in the batch, handed to the fan-out `latency` before the flush ended.
-    pub fn event_latency(&mut self, latency: Duration) {
-        self.latencies.observe(latency.as_secs_f64());
+    /// The frames fed so far reached the socket; `latencies` are those of the live events
+    /// among them.
+    pub fn flushed(&mut self, latencies: impl IntoIterator<Item = Duration>) {
+        self.frames += std::mem::take(&mut self.unflushed_frames);
+        self.sizes.absorb(&mut self.unflushed_sizes);
+        for latency in latencies {
+            self.latencies.observe(latency.as_secs_f64());
+        }
+    }
+
+    /// Whether flushed counts wait to be folded.
+    pub fn has_unfolded(&self) -> bool {
+        self.frames > 0
+    }
+
+    /// The frames fed since the last flush never reached the socket.
+    pub fn lost(&mut self) {
+        self.unflushed_frames = 0;
+        self.unflushed_sizes.clear();
     }
 }
 
@@ -575,13 +618,28 @@ mod tests {
         let mut batch = metrics.writer_batch();
         batch.frame(100);
         batch.frame(5000);
-        batch.event_latency(Duration::from_micros(300));
+        batch.flushed([Duration::from_micros(300)]);
+        batch.frame(7);
+        batch.lost();
         assert_eq!(metrics.totals().messages_sent, 0);
-        metrics.flushed(&mut batch);
+        // Within the fold interval of the last fold (at 0): nothing is folded yet.
+        metrics.fold(&mut batch, WRITER_FOLD_MICROS - 1);
+        assert_eq!(metrics.totals().messages_sent, 0);
+        metrics.fold(&mut batch, WRITER_FOLD_MICROS);
         let totals = metrics.totals();
-        assert_eq!(totals.messages_sent, 2);
+        assert_eq!(totals.messages_sent, 2, "the lost frame is not counted");
         assert_eq!(totals.latency.count, 1);
-        metrics.flushed(&mut batch);
+        metrics.fold_now(&mut batch);
         assert_eq!(metrics.totals().messages_sent, 2);
+        for _ in 0..WRITER_FOLD_FRAMES {
+            batch.frame(1);
+        }
+        batch.flushed([]);
+        metrics.fold(&mut batch, WRITER_FOLD_MICROS + 1);
+        assert_eq!(
+            metrics.totals().messages_sent,
+            2 + WRITER_FOLD_FRAMES,
+            "a full batch folds at once"
+        );
     }
 }

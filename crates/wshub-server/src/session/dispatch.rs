@@ -1,7 +1,7 @@
 //! Executes one decoded request and queues exactly one reply for it.
 //!
 //! On the message path this is the step after decoding: the permission check
-//! (`permissions`), then the broker for publishes and reads, then the reply.
+//! (`permissions`), then the broker for publishes (`publish`) and reads, then the reply.
 
 use super::Session;
 use super::expiry::TokenState;
@@ -12,13 +12,13 @@ use crate::permissions::Action;
 use crate::resume::{SessionSnapshot, SubscriptionPosition};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use std::sync::Arc;
+use std::borrow::Cow;
 use tokio::time::Instant;
-use wshub_broker::{BrokerError, HistoryQuery, PresencePage, PublicationDraft};
+use wshub_broker::{BrokerError, HistoryQuery, PresencePage};
 use wshub_protocol::outbound;
 use wshub_protocol::{
-    ClientFrame, CloseCode, Epoch, ErrorCode, EventName, Offset, Recover, Request, RequestId, Topic,
-    decode_client_frame, now_millis,
+    ClientFrame, CloseCode, Epoch, ErrorCode, Offset, Recover, Request, RequestId, Topic, decode_client_frame,
+    now_millis,
 };
 
 #[derive(Serialize)]
@@ -44,12 +44,6 @@ struct SubscribedPayload {
 #[derive(Serialize)]
 struct UnsubscribedPayload<'a> {
     unsubscribed: &'a [String],
-}
-
-#[derive(Serialize)]
-struct PublishedPayload<'a> {
-    offset: u64,
-    epoch: &'a str,
 }
 
 #[derive(Serialize)]
@@ -125,18 +119,8 @@ impl Session {
     /// Runs one request that passed the rate limit; queues exactly one reply (a handler
     /// call's reply comes from its task).
     async fn dispatch(&mut self, id: Option<&RequestId>, request: Request) {
-        if self.node.shutdown.is_draining() {
-            return self.send_error(id, ErrorCode::Unavailable, "the hub is shutting down");
-        }
-        if self.token_clock.state() == TokenState::Grace && !matches!(request, Request::Auth { .. } | Request::Ping) {
-            return self.send_error(
-                id,
-                ErrorCode::TokenExpired,
-                "token expired; send auth with a fresh token",
-            );
-        }
-        if self.identity.is_none() && !matches!(request, Request::Auth { .. }) {
-            return self.send_error(id, ErrorCode::Unauthorized, "send an auth message first");
+        if self.refused_now(id, Some(&request)) {
+            return;
         }
         match request {
             Request::Subscribe { topics, recover } => self.subscribe(id, topics, recover).await,
@@ -149,6 +133,25 @@ impl Session {
             Request::Presence { topic } => self.presence(id, &topic).await,
             Request::Other { kind, payload } => self.call_handler(id, kind, payload),
         }
+    }
+
+    /// Answers a request (`None`: a binary publish) that the connection may not make now:
+    /// while the hub drains, while the token is in its refresh grace (but `auth` and `ping`),
+    /// before authentication (but `auth`). Returns `true` when it answered.
+    pub(super) fn refused_now(&self, id: Option<&RequestId>, request: Option<&Request>) -> bool {
+        let auth = matches!(request, Some(Request::Auth { .. }));
+        let ping = matches!(request, Some(Request::Ping));
+        let (code, message) = if self.node.shutdown.is_draining() {
+            (ErrorCode::Unavailable, "the hub is shutting down")
+        } else if self.token_clock.state() == TokenState::Grace && !auth && !ping {
+            (ErrorCode::TokenExpired, "token expired; send auth with a fresh token")
+        } else if self.identity.is_none() && !auth {
+            (ErrorCode::Unauthorized, "send an auth message first")
+        } else {
+            return false;
+        };
+        self.send_error(id, code, message);
+        true
     }
 
     /// Charges a malformed frame to the `default` bucket and counts it as a refusal.
@@ -166,7 +169,13 @@ impl Session {
         abusive
     }
 
-    fn send_rate_limited(&self, id: Option<&RequestId>, bucket: BucketKind, type_label: usize, retry_after: f64) {
+    pub(super) fn send_rate_limited(
+        &self,
+        id: Option<&RequestId>,
+        bucket: BucketKind,
+        type_label: usize,
+        retry_after: f64,
+    ) {
         self.node.stats.rate_limited(bucket);
         self.node.metrics.rate_limited(type_label);
         self.counted_error(ErrorCode::RateLimited);
@@ -182,7 +191,7 @@ impl Session {
         ));
     }
 
-    fn close_abusive(&self) {
+    pub(super) fn close_abusive(&self) {
         let limit = self.node.config.rate_limits.abuse_close_after;
         tracing::warn!(limit, "closing connection: too many refused requests within 10 s");
         self.node.stats.abuse_close();
@@ -196,7 +205,7 @@ impl Session {
     }
 
     /// Parses a topic name and checks `action` on it; on failure answers and returns `None`.
-    fn authorised_topic(&self, id: Option<&RequestId>, name: &str, action: Action) -> Option<Topic> {
+    pub(super) fn authorised_topic(&self, id: Option<&RequestId>, name: &str, action: Action) -> Option<Topic> {
         let topic = match Topic::parse(name) {
             Ok(topic) => topic,
             Err(error) => {
@@ -204,16 +213,21 @@ impl Session {
                 return None;
             }
         };
-        match self.node.rules.check(self.identity(), &topic, action) {
-            Ok(()) => Some(topic),
+        self.permitted(id, &topic, action).then_some(topic)
+    }
+
+    /// Checks `action` on a topic (`forbidden`, `unknown_channel`); on failure answers.
+    pub(super) fn permitted(&self, id: Option<&RequestId>, topic: &Topic, action: Action) -> bool {
+        match self.node.rules.check(self.identity(), topic, action) {
+            Ok(()) => true,
             Err(denied) => {
                 self.send_error(id, denied.code(), &format!("{denied}: {topic}"));
-                None
+                false
             }
         }
     }
 
-    fn broker_failed(&self, id: Option<&RequestId>, error: &BrokerError) {
+    pub(super) fn broker_failed(&self, id: Option<&RequestId>, error: &BrokerError) {
         tracing::warn!(%error, "broker operation failed");
         self.send_error(id, ErrorCode::Unavailable, "the broker is unavailable; try again");
     }
@@ -305,44 +319,6 @@ impl Session {
         self.send_reply(id, "unsubscribed", &UnsubscribedPayload { unsubscribed: &names });
     }
 
-    async fn publish(&mut self, id: Option<&RequestId>, topic: &str, event: EventName, payload: Box<RawValue>) {
-        let Some(topic) = self.authorised_topic(id, topic, Action::Publish) else {
-            return;
-        };
-        let sender: Arc<str> = match &self.identity().user {
-            Some(user) => Arc::from(user.as_str()),
-            None => Arc::from(self.id.as_str()),
-        };
-        let max = self.node.config.websocket.max_message_size.as_usize();
-        if outbound::event_size_bound(topic.as_str(), event.as_str(), payload.get(), &sender) > max {
-            return self.send_error(
-                id,
-                ErrorCode::MessageTooLarge,
-                "the event would exceed max_message_size",
-            );
-        }
-        let policy = self.node.rules.history_for(topic.as_str());
-        let draft = PublicationDraft {
-            topic,
-            event,
-            payload: Arc::from(payload),
-            id: self.node.event_id(),
-            timestamp: now_millis(),
-            sender_id: sender,
-        };
-        match self.node.broker.publish(draft, policy).await {
-            Ok(position) => self.send_reply(
-                id,
-                "published",
-                &PublishedPayload {
-                    offset: position.offset.0,
-                    epoch: position.epoch.as_str(),
-                },
-            ),
-            Err(error) => self.broker_failed(id, &error),
-        }
-    }
-
     async fn authenticate(&mut self, id: Option<&RequestId>, token: &str) {
         let identity = match self.node.auth.verify(token) {
             Ok(identity) => identity,
@@ -419,7 +395,11 @@ impl Session {
         };
         match self.node.broker.history(&topic, query).await {
             Ok(page) => {
-                let messages = page.publications.iter().filter_map(|p| raw_event(p.frame())).collect();
+                let messages = page
+                    .publications
+                    .iter()
+                    .filter_map(|p| raw_event(p.history_entry()))
+                    .collect();
                 let payload = HistoryPayload {
                     epoch: page.position.epoch.as_str(),
                     offset: page.position.offset.0,
@@ -519,9 +499,9 @@ impl From<PresencePage> for PresencePayload {
     }
 }
 
-/// An encoded event, embedded verbatim in a `history` reply.
-fn raw_event(frame: &[u8]) -> Option<Box<RawValue>> {
-    String::from_utf8(frame.to_vec())
+/// An event's history entry, embedded verbatim in a `history` reply.
+fn raw_event(entry: Cow<'_, [u8]>) -> Option<Box<RawValue>> {
+    String::from_utf8(entry.into_owned())
         .ok()
         .and_then(|s| RawValue::from_string(s).ok())
 }

@@ -1,17 +1,20 @@
 //! One WebSocket connection from upgrade to close.
 //!
 //! On the message path this is where a client's frame is read, decoded, checked and
-//! dispatched (`dispatch`), and where everything the client receives is written
-//! (`writer`, fed by the bounded [`outbox`]). The reader loop here owns the session's
-//! state; the writer runs as its own task so a slow socket never stalls reading, and so does
-//! each handler call (`handler_call`), so a slow backend never stalls it either.
+//! dispatched (`dispatch` for JSON requests, `binary` for binary publishes), and where
+//! everything the client receives is written (`writer`, fed by the bounded [`outbox`]).
+//! The reader loop here owns the session's state; the writer runs as its own task so a slow
+//! socket never stalls reading, and so does each handler call (`handler_call`), so a slow
+//! backend never stalls it either.
 
+mod binary;
 pub(crate) mod delivered;
 mod dispatch;
 mod established;
 pub(crate) mod expiry;
 mod handler_call;
 pub mod outbox;
+mod publish;
 pub mod rate_limit;
 mod resumption;
 mod subscribe;
@@ -38,7 +41,7 @@ use subscribe::Subscription;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use wshub_broker::PublicationDraft;
+use wshub_broker::{Content, PublicationDraft};
 use wshub_protocol::{CloseCode, ConnectionId, ErrorCode, EventName, RequestId, Topic, now_millis, outbound};
 
 /// The built-in topic of connection events (CONTRACT §14).
@@ -328,16 +331,7 @@ impl Session {
                     return;
                 }
                 Some(Ok(Inbound::Text(bytes))) => self.handle_text(&bytes).await,
-                Some(Ok(Inbound::Binary(_))) => {
-                    if self.charge_malformed() {
-                        return;
-                    }
-                    self.send_error(
-                        None,
-                        ErrorCode::InvalidMessage,
-                        "binary frames are not accepted on this hub; send JSON text frames",
-                    )
-                }
+                Some(Ok(Inbound::Binary(bytes))) => self.handle_binary(bytes).await,
                 Some(Ok(Inbound::Heartbeat)) => {}
                 Some(Ok(Inbound::Close(code))) => {
                     tracing::debug!(?code, "client closed");
@@ -415,8 +409,10 @@ impl Session {
         let policy = self.node.rules.history_for(topic.as_str());
         let draft = PublicationDraft {
             topic,
-            event: EventName::internal(event),
-            payload: Arc::from(payload),
+            content: Content::Json {
+                event: EventName::internal(event),
+                payload: Arc::from(payload),
+            },
             id: self.node.event_id(),
             timestamp: now_millis(),
             sender_id: Arc::from("server"),

@@ -5,12 +5,14 @@
 //! Nothing is dropped silently and the pusher (a publisher, the fan-out) never waits.
 
 use crate::transport::{OutFrame, SharedText};
+use bytes::Bytes;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use wshub_broker::Publication;
 use wshub_protocol::CloseCode;
 
 /// Why and how a connection is closing. The first close requested wins.
@@ -84,13 +86,70 @@ pub struct StreamMark {
     pub published_at: u64,
 }
 
+/// One publication's frame as a connection sends it: a JSON event as text, a binary
+/// publication (CONTRACT §12) as binary. Either way the bytes are the publication's own,
+/// shared, never copied per connection.
+#[derive(Debug, Clone)]
+pub enum EventFrame {
+    /// A JSON text frame.
+    Text(SharedText),
+    /// A binary frame.
+    Binary(Bytes),
+}
+
+impl EventFrame {
+    /// What a `/ws` subscriber receives: [`Publication::frame`]. `None` (logged) only if a
+    /// JSON event's bytes are not UTF-8, which the encoder never produces.
+    pub fn event(publication: &Publication) -> Option<EventFrame> {
+        EventFrame::wrap(publication, publication.frame())
+    }
+
+    /// What a raw stream receives: [`Publication::payload_frame`].
+    pub fn payload(publication: &Publication) -> Option<EventFrame> {
+        EventFrame::wrap(publication, publication.payload_frame())
+    }
+
+    fn wrap(publication: &Publication, bytes: &Bytes) -> Option<EventFrame> {
+        if publication.is_binary() {
+            return Some(EventFrame::Binary(bytes.clone()));
+        }
+        let text = SharedText::from_json(bytes.clone());
+        if text.is_none() {
+            tracing::error!(topic = %publication.topic(), "encoded event is not UTF-8; dropped");
+        }
+        text.map(EventFrame::Text)
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            EventFrame::Text(text) => text.len(),
+            EventFrame::Binary(bytes) => bytes.len(),
+        }
+    }
+
+    /// Whether it carries no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<EventFrame> for OutFrame {
+    fn from(frame: EventFrame) -> OutFrame {
+        match frame {
+            EventFrame::Text(text) => OutFrame::Text(text),
+            EventFrame::Binary(bytes) => OutFrame::Binary(bytes),
+        }
+    }
+}
+
 /// What a connection's queue holds.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
     /// A reply, an error, or any frame that is not a topic's event.
     Frame(OutFrame),
-    /// A topic's event and its position.
-    Event { text: SharedText, mark: StreamMark },
+    /// A topic's event, text or binary, and its position.
+    Event { frame: EventFrame, mark: StreamMark },
 }
 
 impl Outgoing {
@@ -98,7 +157,7 @@ impl Outgoing {
     pub fn len(&self) -> usize {
         match self {
             Outgoing::Frame(frame) => frame.len(),
-            Outgoing::Event { text, .. } => text.len(),
+            Outgoing::Event { frame, .. } => frame.len(),
         }
     }
 

@@ -12,8 +12,7 @@
 //! docs/architecture.md, the property test in tests/recovery.rs.
 
 use super::Session;
-use super::outbox::{Outgoing, StreamMark, SubscriptionSlot};
-use crate::transport::SharedText;
+use super::outbox::{EventFrame, Outgoing, StreamMark, SubscriptionSlot};
 use std::sync::Arc;
 use wshub_broker::{BrokerError, PresenceMember, Publication, Recovery, StreamPosition};
 use wshub_protocol::{Epoch, Offset, Topic};
@@ -185,12 +184,13 @@ impl Session {
         }
     }
 
+    /// Queues a replayed or kept event (a binary publication as a binary frame).
     async fn queue_event(&self, publication: &Publication, slot: SubscriptionSlot) -> bool {
-        let Some(text) = SharedText::from_json(publication.frame().clone()) else {
+        let Some(frame) = EventFrame::event(publication) else {
             return true;
         };
         let event = Outgoing::Event {
-            text,
+            frame,
             mark: StreamMark {
                 slot,
                 offset: publication.offset.0,

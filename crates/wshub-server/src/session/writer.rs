@@ -10,11 +10,11 @@
 
 use super::delivered::Delivered;
 use super::outbox::{CloseReason, Closer, OutboxReceiver, Outgoing, StreamMark};
-use crate::metrics::{Metrics, WriterBatch, monotonic_micros};
+use crate::metrics::{Metrics, WRITER_FOLD_AFTER, WriterBatch, monotonic_micros};
 use crate::transport::{OutFrame, WriteError, WsWriter};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout};
 use wshub_protocol::CloseCode;
 
 /// Most frames gathered into one flush, so one busy connection cannot hold its
@@ -35,15 +35,33 @@ pub struct WriterConfig {
 /// Runs until the connection closes; returns once the close frame went out (or gave up).
 /// Every event flushed to the socket is recorded in `delivered`.
 pub async fn run(
-    mut ws: WsWriter,
-    mut queue: OutboxReceiver,
+    ws: WsWriter,
+    queue: OutboxReceiver,
     closer: Closer,
     delivered: Delivered,
     config: WriterConfig,
     metrics: Arc<Metrics>,
 ) {
-    let mut marks = Vec::new();
     let mut batch = metrics.writer_batch();
+    write_until_closed(ws, queue, closer, delivered, config, &metrics, &mut batch).await;
+    metrics.fold_now(&mut batch);
+}
+
+async fn write_until_closed(
+    mut ws: WsWriter,
+    mut queue: OutboxReceiver,
+    closer: Closer,
+    delivered: Delivered,
+    config: WriterConfig,
+    metrics: &Metrics,
+    batch: &mut WriterBatch,
+) {
+    let mut marks = Vec::new();
+    // Counts that `Metrics::fold` left in the batch are folded by this timer at the latest,
+    // so an idle connection never holds them back; it runs only while some are waiting.
+    let fold_timer = sleep_until(Instant::now());
+    tokio::pin!(fold_timer);
+    let mut fold_armed = false;
     let mut ping = interval_at(Instant::now() + config.ping_period, config.ping_period);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -57,10 +75,14 @@ pub async fn run(
                 // overflowed while the socket was blocked): it must not wait for the write.
                 Some(item) => tokio::select! {
                     biased;
-                    written = timeout(config.write_timeout, write_batch(&mut ws, item, &mut queue, &mut marks, &mut batch)) => {
+                    written = timeout(config.write_timeout, write_batch(&mut ws, item, &mut queue, &mut marks, batch)) => {
                         if matches!(written, Ok(Ok(()))) {
                             delivered.record(&marks);
-                            count_flushed(&metrics, &marks, &mut batch);
+                            count_flushed(metrics, &marks, batch);
+                            if batch.has_unfolded() && !fold_armed {
+                                fold_timer.as_mut().reset(Instant::now() + WRITER_FOLD_AFTER);
+                                fold_armed = true;
+                            }
                         }
                         marks.clear();
                         written
@@ -69,6 +91,11 @@ pub async fn run(
                 },
                 None => break,
             },
+            () = &mut fold_timer, if fold_armed => {
+                metrics.fold_now(batch);
+                fold_armed = false;
+                continue;
+            }
             _ = ping.tick() => timeout(config.write_timeout, async {
                 ws.feed(OutFrame::Ping).await?;
                 ws.flush().await
@@ -105,15 +132,16 @@ pub async fn run(
         _ => {
             let flushed = timeout(config.write_timeout, async {
                 while let Some(item) = queue.try_recv() {
-                    feed(&mut ws, item, &mut marks, &mut batch).await?;
+                    feed(&mut ws, item, &mut marks, batch).await?;
                 }
                 ws.flush().await
             })
             .await;
             if matches!(flushed, Ok(Ok(()))) {
                 delivered.record(&marks);
-                count_flushed(&metrics, &marks, &mut batch);
+                count_flushed(metrics, &marks, batch);
             } else {
+                batch.lost();
                 tracing::debug!("could not flush the queue before closing");
             }
             send_close(&mut ws, &reason).await;
@@ -134,13 +162,17 @@ pub(crate) async fn send_close(ws: &mut WsWriter, reason: &CloseReason) {
     }
 }
 
-/// Adds a flushed batch to the metrics: frames, sizes, and each live event's latency.
+/// Counts a flushed batch: its frames and sizes, and each live event's latency; folds the
+/// counts into the shared metrics now and then (`Metrics::fold`).
 fn count_flushed(metrics: &Metrics, marks: &[StreamMark], batch: &mut WriterBatch) {
     let now = monotonic_micros();
-    for mark in marks.iter().filter(|m| m.published_at != 0) {
-        batch.event_latency(Duration::from_micros(now.saturating_sub(mark.published_at)));
-    }
-    metrics.flushed(batch);
+    batch.flushed(
+        marks
+            .iter()
+            .filter(|m| m.published_at != 0)
+            .map(|m| Duration::from_micros(now.saturating_sub(m.published_at))),
+    );
+    metrics.fold(batch, now);
 }
 
 /// Feeds one queued item, noting the stream position of an event.
@@ -153,8 +185,8 @@ async fn feed(
     batch.frame(item.len());
     match item {
         Outgoing::Frame(frame) => ws.feed(frame).await,
-        Outgoing::Event { text, mark } => {
-            ws.feed(OutFrame::Text(text)).await?;
+        Outgoing::Event { frame, mark } => {
+            ws.feed(frame.into()).await?;
             marks.push(mark);
             Ok(())
         }

@@ -9,9 +9,9 @@
 use super::latest::Latest;
 use super::pacer::Pacer;
 use crate::metrics::Metrics;
-use crate::session::outbox::{CloseReason, Closer};
+use crate::session::outbox::{CloseReason, Closer, EventFrame};
 use crate::session::writer::{WriterConfig, send_close};
-use crate::transport::{OutFrame, SharedText, WriteError, WsWriter};
+use crate::transport::{OutFrame, WriteError, WsWriter};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout};
@@ -78,12 +78,12 @@ pub(super) async fn run(
                     }
                 }
                 holding = false;
-                let Some(text) = latest.take() else { continue };
+                let Some(frame) = latest.take() else { continue };
                 pacer.sent(now);
                 // As in the session's writer: only a blocked write is abandoned for a close.
                 tokio::select! {
                     biased;
-                    written = timeout(config.write_timeout, write(&mut ws, text, &metrics)) => written,
+                    written = timeout(config.write_timeout, write(&mut ws, frame, &metrics)) => written,
                     () = closer.closing() => break,
                 }
             }
@@ -114,9 +114,9 @@ pub(super) async fn run(
         _ => {
             let now = Instant::now();
             if pacer.earliest(now) <= now
-                && let Some(text) = latest.take()
+                && let Some(frame) = latest.take()
                 && !matches!(
-                    timeout(config.write_timeout, write(&mut ws, text, &metrics)).await,
+                    timeout(config.write_timeout, write(&mut ws, frame, &metrics)).await,
                     Ok(Ok(()))
                 )
             {
@@ -127,9 +127,9 @@ pub(super) async fn run(
     }
 }
 
-async fn write(ws: &mut WsWriter, text: SharedText, metrics: &Metrics) -> Result<(), WriteError> {
-    let bytes = text.len();
-    ws.feed(OutFrame::Text(text)).await?;
+async fn write(ws: &mut WsWriter, frame: EventFrame, metrics: &Metrics) -> Result<(), WriteError> {
+    let bytes = frame.len();
+    ws.feed(OutFrame::from(frame)).await?;
     ws.flush().await?;
     metrics.frame_written(bytes);
     Ok(())

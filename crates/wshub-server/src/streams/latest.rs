@@ -4,27 +4,27 @@
 //! Overflow policy: conflate. A new payload replaces the one not sent yet, so the slot holds at
 //! most one frame and nothing stale ever waits in it; the fan-out never waits on it.
 
-use crate::transport::SharedText;
+use crate::session::outbox::EventFrame;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// The newest payload of a topic not sent yet, and a signal that one arrived.
+/// The newest payload of a topic not sent yet (or binary frame), and a signal that one arrived.
 #[derive(Debug, Default)]
 pub struct Latest {
-    value: Mutex<Option<SharedText>>,
+    value: Mutex<Option<EventFrame>>,
     /// Holds at most one wake-up: several puts before the writer looks wake it once.
     changed: Notify,
 }
 
 impl Latest {
-    /// Keeps `text` as the next frame to send, replacing any not sent yet. Never waits.
-    pub fn put(&self, text: SharedText) {
-        *self.value.lock() = Some(text);
+    /// Keeps `frame` as the next frame to send, replacing any not sent yet. Never waits.
+    pub fn put(&self, frame: EventFrame) {
+        *self.value.lock() = Some(frame);
         self.changed.notify_one();
     }
 
     /// Takes the newest payload not sent yet.
-    pub fn take(&self) -> Option<SharedText> {
+    pub fn take(&self) -> Option<EventFrame> {
         self.value.lock().take()
     }
 
@@ -43,10 +43,11 @@ impl Latest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::SharedText;
     use std::time::Duration;
 
-    fn text(s: &str) -> SharedText {
-        SharedText::from_vec(s.as_bytes().to_vec()).expect("utf-8")
+    fn text(s: &str) -> EventFrame {
+        EventFrame::Text(SharedText::from_vec(s.as_bytes().to_vec()).expect("utf-8"))
     }
 
     #[test]
@@ -56,7 +57,10 @@ mod tests {
         latest.put(text("1"));
         latest.put(text("2"));
         assert!(latest.is_pending());
-        assert_eq!(latest.take().map(|t| t.as_bytes().to_vec()).as_deref(), Some(&b"2"[..]));
+        let Some(EventFrame::Text(newest)) = latest.take() else {
+            panic!("the newest text frame")
+        };
+        assert_eq!(newest.as_bytes(), b"2");
         assert!(latest.take().is_none(), "taken once");
         assert!(!latest.is_pending());
     }

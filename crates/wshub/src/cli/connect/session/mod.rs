@@ -210,7 +210,7 @@ impl Connection<'_> {
         if !self.watch.settings.filter.shows(topic, "binary") {
             return None;
         }
-        if self.watch.screen.binary(&as_json, &event.summary()).is_err() {
+        if self.watch.screen.binary(as_json, &event.summary()).is_err() {
             return Some(End::OutputClosed);
         }
         self.counted()
