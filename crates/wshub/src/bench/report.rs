@@ -277,8 +277,12 @@ pub fn human(report: &Report) -> String {
     if let Some(expected) = report.expected {
         line("expected", count(expected));
     }
-    if let (Some(loss), Some(ratio)) = (report.loss, report.loss_ratio) {
-        line("loss", format!("{} ({:.3} %)", count(loss), ratio * 100.0));
+    if let Some(loss) = report.loss {
+        let ratio = report
+            .loss_ratio
+            .map(|ratio| format!(" ({:.3} %)", ratio * 100.0))
+            .unwrap_or_default();
+        line("loss", format!("{}{ratio}", count(loss)));
     }
     if let Some(duplicates) = report.duplicates {
         line("duplicates", count(duplicates));
