@@ -246,6 +246,11 @@ def report(folder):
         f"{secs} s after a 1 s warm-up. wshub subscribers subscribe to one topic and the publisher posts to "
         "`/api/publish`; the peers send every message to every connected client (the publisher's "
         "connection included). Latency is from the publisher's send to a subscriber's receipt.",
+        "- Idle: the connections are opened, held, and the server's RSS per connection read (wshub's "
+        "subscribe to one topic). Connects: handshakes per second, each connection closed after "
+        "(wshub's do not subscribe).",
+        "- wshub runs on its built-in defaults except the connection, handshake and request rate "
+        "limits, raised so that the load is not refused; the peers run on their libraries' defaults.",
         "- Server CPU per message is the server's user + system CPU time over the measured interval "
         "divided by the messages delivered; RSS is the server's resident memory at the end.",
         "- The **floor** is our own minimal broadcast server with no protocol at all: the handshake, "

@@ -25,12 +25,11 @@ pub async fn accept(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
         if head.len() >= MAX_HEAD {
             return Err(invalid("request head too long"));
         }
-        let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
+        // Straight into the vector: a buffer on the stack would stay in every socket's task.
+        head.reserve(1024);
+        if stream.read_buf(&mut head).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        head.extend_from_slice(&chunk[..n]);
     };
     let rest = head.split_off(end);
     let Some(key) = websocket_key(&head) else {
