@@ -83,7 +83,7 @@ def figures(run, scenario):
         "gen_cpu_pct": get(out, "generator", "cpu_percent"),
     }
     if scenario == "connect":
-        connections = get(out, "expected") or get(out, "subscribers")
+        connections = get(out, "connections")
         whole = side.get("server_cpu_s")
         try:
             f["cpu_us_per_connect"] = float(whole) * 1e6 / connections if connections else None
@@ -257,6 +257,9 @@ def report(folder):
         "then each message encoded once and queued to every socket, queued frames gathered into one "
         "`writev`. It is the physical limit on this machine for one core: every target is stated "
         "against it or against the best peer, both measured in the same run.",
+        "- go-gorilla packs the messages queued for a client into one frame, newline-separated, as "
+        "gorilla's chat example does; where the generator reads one message per frame, the rest of "
+        "a packed frame shows as loss in go-gorilla's row.",
         "- † after a server: the generator reported itself as the bottleneck in at least one run.",
         "",
     ]
@@ -343,6 +346,11 @@ def machine(meta):
     for key in ("machine.cpu", "machine.cpus", "machine.memory", "machine.kernel", "machine.os"):
         if key in meta:
             lines.append(f"| {key.split('.', 1)[1]} | {meta[key]} |")
+    if "machine.load_before" in meta:
+        lines.append(
+            f"| load average (1, 5, 15 min) | {meta['machine.load_before']} before, "
+            f"{meta.get('machine.load_after', '?')} after |"
+        )
     for key, value in meta.items():
         if key.startswith("version."):
             lines.append(f"| {key.split('.', 1)[1]} | {value} |")
@@ -357,7 +365,7 @@ def commands(folder, servers, meta):
         meta.get("command", "bench/compare"),
         "```",
         "",
-        "The generator commands it ran (first round):",
+        "<details><summary>The generator commands it ran (first round)</summary>",
         "",
         "```sh",
     ]
@@ -366,7 +374,7 @@ def commands(folder, servers, meta):
             cmd = load_tsv(folder / s / f"{scenario}.1.run.tsv").get("command")
             if cmd:
                 lines.append(cmd)
-    return lines + ["```", ""]
+    return lines + ["```", "", "</details>", ""]
 
 
 def line(base):
