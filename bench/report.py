@@ -209,6 +209,7 @@ IDLE_COLUMNS = [
 ]
 CONNECT_COLUMNS = [
     ("connects/s", "connect_per_s", "int", "high"),
+    ("p99 ms to ready", "p99", "ms", "low"),
     ("server CPU µs/connect", "cpu_us_per_connect", "us", "low"),
     ("closed", "closed", "int", None),
 ]
