@@ -246,7 +246,10 @@ def report(folder):
         '(`{"s":seq,"p":publisher,"t":send_µs,"x":pad}`, 100-byte pad) at the total rate given, for '
         f"{secs} s after a 1 s warm-up. wshub subscribers subscribe to one topic and the publisher posts to "
         "`/api/publish`; the peers send every message to every connected client (the publisher's "
-        "connection included). Latency is from the publisher's send to a subscriber's receipt.",
+        "connection included). Latency is from the publisher's send to a subscriber's receipt. "
+        "Delivered and loss count the messages published during the measured interval that reached "
+        "subscribers before the run ended: a server that has fallen seconds behind (still sending "
+        "the warm-up's backlog) shows little or nothing delivered.",
         "- Idle: the connections are opened, held, and the server's RSS per connection read (wshub's "
         "subscribe to one topic). Connects: handshakes per second, each connection closed after "
         "(wshub's do not subscribe).",
