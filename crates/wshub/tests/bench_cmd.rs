@@ -270,12 +270,27 @@ struct Mischief {
     dropped: AtomicU64,
     duplicated: AtomicU64,
     reordered: AtomicU64,
+    /// Frames that carried more than one message (packed servers only).
+    packed: AtomicU64,
+}
+
+/// How a test broadcast server forwards frames to receivers.
+#[derive(Clone, Copy, PartialEq)]
+enum Forwarding {
+    /// One frame per message.
+    Plain,
+    /// One frame per message, with some dropped, duplicated and reordered.
+    Faulty,
+    /// Like gorilla's chat hub: what queued up while writing goes out in one frame, one
+    /// message per line.
+    Packed,
 }
 
 /// A broadcast server: every text frame from any client goes to every client. When `faulty`,
 /// each receiver's 5th frame of every 30 is dropped, its 15th sent twice and its 25th held
 /// back until after the 26th.
-async fn broadcast_server(faulty: bool) -> (String, Arc<Mischief>) {
+async fn broadcast_server(forwarding: Forwarding) -> (String, Arc<Mischief>) {
+    let faulty = forwarding == Forwarding::Faulty;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address").to_string();
     let mischief = Arc::new(Mischief::default());
@@ -302,8 +317,21 @@ async fn broadcast_server(faulty: bool) -> (String, Arc<Mischief>) {
                             Some(Ok(_)) => {}
                         },
                         frame = outgoing.recv() => {
-                            let Ok(frame) = frame else { break };
+                            let Ok(mut frame) = frame else { break };
                             forwarded += 1;
+                            if forwarding == Forwarding::Packed && !publisher {
+                                // A slow writer: what arrives meanwhile is packed with it.
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                                let mut lines = 1;
+                                while let Ok(next) = outgoing.try_recv() {
+                                    frame.push('\n');
+                                    frame.push_str(&next);
+                                    lines += 1;
+                                }
+                                if lines > 1 {
+                                    counts.packed.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
                             let mut send = vec![frame];
                             if faulty && !publisher {
                                 match forwarded % 30 {
@@ -346,7 +374,7 @@ async fn broadcast_server(faulty: bool) -> (String, Arc<Mischief>) {
 
 #[tokio::test]
 async fn the_broadcast_adapter_counts_every_delivery() {
-    let (addr, _) = broadcast_server(false).await;
+    let (addr, _) = broadcast_server(Forwarding::Plain).await;
     let url = format!("ws://{addr}/");
     let report = bench(&[
         "fanout",
@@ -370,7 +398,7 @@ async fn the_broadcast_adapter_counts_every_delivery() {
 
 #[tokio::test]
 async fn the_broadcast_adapter_sees_loss_duplicates_and_disorder() {
-    let (addr, mischief) = broadcast_server(true).await;
+    let (addr, mischief) = broadcast_server(Forwarding::Faulty).await;
     let url = format!("ws://{addr}/");
     // No warm-up: every frame the server forwards was sent inside the window.
     let report = bench(&[
@@ -403,6 +431,30 @@ async fn the_broadcast_adapter_sees_loss_duplicates_and_disorder() {
         number(&report, "expected") - dropped as f64,
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn the_broadcast_adapter_reads_every_line_of_a_packed_frame() {
+    let (addr, mischief) = broadcast_server(Forwarding::Packed).await;
+    let url = format!("ws://{addr}/");
+    let report = bench(&[
+        "fanout",
+        "--target",
+        "broadcast",
+        "--url",
+        &url,
+        "--subscribers",
+        "4",
+        "--rate",
+        "1000",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0.2s",
+    ])
+    .await;
+    assert!(mischief.packed.load(Ordering::SeqCst) > 0, "the server packed frames");
+    assert_clean_delivery(&report);
 }
 
 /// A Socket.IO (engine.io v4 over WebSocket) server that re-emits every event to every client

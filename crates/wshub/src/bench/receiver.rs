@@ -54,17 +54,23 @@ pub async fn receive(mut client: Client, key: usize, shared: Arc<Receiving>, sto
                     shared.closes.record(&Close::default());
                     break;
                 }
-                let Some(stamp) = read_stamp(&text) else {
-                    continue;
-                };
-                let seen = tracker.see(stamp.stream, stamp.seq);
-                if shared.window.contains(stamp.sent_micros) {
-                    if tally.is_empty() {
-                        tally_since = now;
-                    }
-                    tally.record(seen, now.saturating_sub(stamp.sent_micros));
-                    if tally.is_full() || now.saturating_sub(tally_since) >= FLUSH_EVERY_MICROS {
-                        shared.collector.flush(key, &mut tally);
+                // A plain broadcast server may pack queued messages into one frame, one per
+                // line (gorilla's chat hub does): each line is a message. The generator's
+                // messages and every envelope around them are compact JSON, with no raw newline,
+                // so splitting never cuts one.
+                for message in text.split('\n') {
+                    let Some(stamp) = read_stamp(message) else {
+                        continue;
+                    };
+                    let seen = tracker.see(stamp.stream, stamp.seq);
+                    if shared.window.contains(stamp.sent_micros) {
+                        if tally.is_empty() {
+                            tally_since = now;
+                        }
+                        tally.record(seen, now.saturating_sub(stamp.sent_micros));
+                        if tally.is_full() || now.saturating_sub(tally_since) >= FLUSH_EVERY_MICROS {
+                            shared.collector.flush(key, &mut tally);
+                        }
                     }
                 }
             }
