@@ -1,6 +1,8 @@
 # Shared by the bench/compare-* scripts: building a baseline, starting hubs, reading their CPU,
-# medians. Source it after `set -euo pipefail` and `cd` to the repository root; it sets the
-# EXIT trap that stops every hub started with `start` and removes the scratch folder.
+# reading `wshub bench --json` reports, medians. Source it after `set -euo pipefail` and `cd` to
+# the repository root; it sets the EXIT trap that stops every hub started with `start` and
+# removes the scratch folder. The load generator is always the working tree's `wshub bench`,
+# whichever hub it measures.
 
 work=$(mktemp -d)
 pids=""
@@ -14,6 +16,7 @@ trap cleanup EXIT
 
 secret=compare-bench-secret-compare-bench
 generous=(--set rate_limits.default.capacity=1000000000 --set rate_limits.default.refill_per_sec=1000000000)
+# pin_probe pins the load generator (`wshub bench`).
 pin_server=() pin_probe=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin_server=(taskset -c 0) pin_probe=(taskset -c 1); fi
 
@@ -29,13 +32,19 @@ build_baseline() {
   (cd "$base_worktree" && CARGO_TARGET_DIR="$OLDPWD/target/bench-baseline/$commit" cargo build -q --release -p wshub)
 }
 
-# Builds the working tree's hub and probe (release); sets $current_bin, $probe, $token.
+# Builds the working tree's hub, which is also the load generator (release); sets $current_bin,
+# $token (an admin token the hubs started with `start` accept).
 build_current() {
-  cargo build -q --release -p wshub --bin wshub --example probe
-  current_bin=target/release/wshub
-  probe=target/release/examples/probe
-  token=$(WSHUB_AUTH__JWT__HS256_SECRET=$secret "$current_bin" token --role admin --sub probe --ttl 1h)
+  cargo build -q --release -p wshub --bin wshub
+  current_bin=${CARGO_TARGET_DIR:-target}/release/wshub
+  token=$(WSHUB_AUTH__JWT__HS256_SECRET=$secret "$current_bin" token --role admin --sub bench --ttl 1h)
 }
+
+# Runs `wshub bench ARGS... --json` pinned like the generator; prints the report (one line).
+bench() { "${pin_probe[@]}" "$current_bin" bench "$@" --json 2>/dev/null; }
+
+# The value of the first field NAME in a one-line JSON report (`null` when it has none).
+field() { grep -o "\"$1\":[^,}]*" <<<"$2" | head -1 | cut -d: -f2; }
 
 # Starts a hub in this shell (not a subshell, so its pid reaches the trap) pinned like the
 # other hubs, and waits for its listening line. Usage: start NAME BIN [ARGS...]; sets $addr

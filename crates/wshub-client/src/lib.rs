@@ -6,15 +6,22 @@
 //! what a debugging tool shows besides: each message's text exactly as the server sent it,
 //! the server's Pings and the close reason. Used by the CLI, the load generator and
 //! the integration tests.
+//!
+//! The load generator (`wshub bench`) needs two things more: [`ConnectOptions::bind`] opens the
+//! connection from a chosen local address (so tens of thousands of connections can spread over
+//! 127.0.0.x), and [`Client::next_raw`] hands over each text frame unparsed, for servers that do
+//! not speak JSON and for receivers that read only a few fields of each message.
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use thiserror::Error;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -86,6 +93,43 @@ pub enum Frame {
     Closed(Close),
 }
 
+/// One frame as it came off the wire, text not parsed: what [`Client::next_raw`] gives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawFrame {
+    /// A text frame, byte for byte.
+    Text(Utf8Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+    /// A WebSocket Ping from the server; the Pong answering it is sent automatically.
+    Ping,
+    /// The connection ended.
+    Closed(Close),
+}
+
+impl From<Frame> for RawFrame {
+    fn from(frame: Frame) -> RawFrame {
+        match frame {
+            Frame::Json { text, .. } => RawFrame::Text(text),
+            Frame::Binary(bytes) => RawFrame::Binary(bytes),
+            Frame::Ping => RawFrame::Ping,
+            Frame::Closed(close) => RawFrame::Closed(close),
+        }
+    }
+}
+
+/// How to open a connection, beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Extra handshake headers (e.g. `Authorization`, `Origin`).
+    pub headers: Vec<(String, String)>,
+    /// The local address to connect from (port chosen by the system); `None`: the system's
+    /// choice. Only for `ws://` URLs.
+    pub bind: Option<IpAddr>,
+    /// The read buffer, allocated up front for each connection; `None`: 128 KiB. Thousands of
+    /// mostly idle connections want a small one.
+    pub read_buffer: Option<usize>,
+}
+
 /// How a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Close {
@@ -124,6 +168,20 @@ impl Client {
 
     /// Connects with extra handshake headers (e.g. `Authorization`, `Origin`).
     pub async fn connect_request(url: &str, headers: Vec<(&str, String)>) -> Result<Client, ClientError> {
+        let options = ConnectOptions {
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+            bind: None,
+            read_buffer: None,
+        };
+        Client::connect_with(url, &options).await
+    }
+
+    /// Connects with handshake headers and, when [`ConnectOptions::bind`] is set, from that
+    /// local address.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Client, ClientError> {
         let connect_error = |e: tokio_tungstenite::tungstenite::Error| match e {
             tokio_tungstenite::tungstenite::Error::Http(response) => ClientError::Refused {
                 url: url.to_owned(),
@@ -139,16 +197,27 @@ impl Client {
             },
         };
         let mut request = url.into_client_request().map_err(connect_error)?;
-        for (name, value) in headers {
+        for (name, value) in &options.headers {
             let name =
                 http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| ClientError::InvalidJson(e.to_string()))?;
-            let value = http::HeaderValue::from_str(&value).map_err(|e| ClientError::InvalidJson(e.to_string()))?;
+            let value = http::HeaderValue::from_str(value).map_err(|e| ClientError::InvalidJson(e.to_string()))?;
             request.headers_mut().insert(name, value);
         }
-        let config = WebSocketConfig::default().max_message_size(Some(64 << 20));
-        let (socket, response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-            .await
-            .map_err(connect_error)?;
+        let mut config = WebSocketConfig::default().max_message_size(Some(64 << 20));
+        if let Some(size) = options.read_buffer {
+            config = config.read_buffer_size(size);
+        }
+        let (socket, response) = match options.bind {
+            None => tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+                .await
+                .map_err(connect_error)?,
+            Some(local) => {
+                let stream = connect_from(local, &request).await.map_err(connect_error)?;
+                tokio_tungstenite::client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(config))
+                    .await
+                    .map_err(connect_error)?
+            }
+        };
         let handshake = Handshake {
             status: response.status(),
             headers: response.headers().clone(),
@@ -180,6 +249,20 @@ impl Client {
             .send(Message::text(text))
             .await
             .map_err(|e| ClientError::Send(Box::new(e)))
+    }
+
+    /// Queues a text frame without flushing it: many frames then go out in one write at
+    /// [`flush`](Self::flush) (the queue is flushed on its own when it grows large).
+    pub async fn feed_text(&mut self, text: String) -> Result<(), ClientError> {
+        self.sink
+            .feed(Message::text(text))
+            .await
+            .map_err(|e| ClientError::Send(Box::new(e)))
+    }
+
+    /// Writes out every frame queued by [`feed_text`](Self::feed_text).
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        self.sink.flush().await.map_err(|e| ClientError::Send(Box::new(e)))
     }
 
     /// Sends a binary frame.
@@ -269,6 +352,17 @@ impl Client {
         self.read(timeout).await
     }
 
+    /// The next frame with its text unparsed, Pings and the close included: for servers that
+    /// do not speak JSON, and for readers that want a few fields of a message, not all of it.
+    ///
+    /// Cancel-safe like [`next_frame`](Self::next_frame).
+    pub async fn next_raw(&mut self, timeout: Duration) -> Result<RawFrame, ClientError> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(frame.into());
+        }
+        self.read_raw(timeout).await
+    }
+
     /// The next JSON message whose `type` is `kind`, skipping others.
     pub async fn next_of_type(&mut self, kind: &str, timeout: Duration) -> Result<Value, ClientError> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -294,8 +388,20 @@ impl Client {
     }
 
     async fn read(&mut self, timeout: Duration) -> Result<Frame, ClientError> {
+        Ok(match self.read_raw(timeout).await? {
+            RawFrame::Text(text) => {
+                let value = serde_json::from_str(text.as_str()).map_err(|e| ClientError::InvalidJson(e.to_string()))?;
+                Frame::Json { text, value }
+            }
+            RawFrame::Binary(bytes) => Frame::Binary(bytes),
+            RawFrame::Ping => Frame::Ping,
+            RawFrame::Closed(close) => Frame::Closed(close),
+        })
+    }
+
+    async fn read_raw(&mut self, timeout: Duration) -> Result<RawFrame, ClientError> {
         if let Some(close) = &self.closed {
-            return Ok(Frame::Closed(close.clone()));
+            return Ok(RawFrame::Closed(close.clone()));
         }
         // One deadline for the whole call: control frames skipped below must not extend it.
         let deadline = tokio::time::Instant::now() + timeout;
@@ -304,13 +410,9 @@ impl Client {
                 .await
                 .map_err(|_| ClientError::Timeout(timeout))?;
             let frame = match message {
-                Some(Ok(Message::Text(text))) => {
-                    let value =
-                        serde_json::from_str(text.as_str()).map_err(|e| ClientError::InvalidJson(e.to_string()))?;
-                    Frame::Json { text, value }
-                }
-                Some(Ok(Message::Binary(bytes))) => Frame::Binary(bytes),
-                Some(Ok(Message::Ping(_))) => Frame::Ping,
+                Some(Ok(Message::Text(text))) => RawFrame::Text(text),
+                Some(Ok(Message::Binary(bytes))) => RawFrame::Binary(bytes),
+                Some(Ok(Message::Ping(_))) => RawFrame::Ping,
                 Some(Ok(Message::Close(frame))) => {
                     let close = frame
                         .map(|f| Close {
@@ -319,17 +421,46 @@ impl Client {
                         })
                         .unwrap_or_default();
                     self.closed = Some(close.clone());
-                    Frame::Closed(close)
+                    RawFrame::Closed(close)
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => {
                     self.closed = Some(Close::default());
-                    Frame::Closed(Close::default())
+                    RawFrame::Closed(Close::default())
                 }
             };
             return Ok(frame);
         }
     }
+}
+
+/// A TCP connection to the request's host from `local` (any free port).
+async fn connect_from(local: IpAddr, request: &Request) -> Result<TcpStream, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::UrlError;
+    let uri = request.uri();
+    if uri.scheme_str() == Some("wss") {
+        return Err(Error::Url(UrlError::TlsFeatureNotEnabled));
+    }
+    let host = uri.host().ok_or(Error::Url(UrlError::NoHostName))?;
+    // `[::1]` in a URL is `::1` to the resolver.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let remote = tokio::net::lookup_host((host, port))
+        .await?
+        .find(|address| address.is_ipv4() == local.is_ipv4())
+        .ok_or(Error::Url(UrlError::UnableToConnect(format!(
+            "{host}:{port} has no address of the same family as {local}"
+        ))))?;
+    let socket = if local.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(local, 0))?;
+    let stream = socket.connect(remote).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// Whether a message is an event (it has an `offset`) rather than a reply.

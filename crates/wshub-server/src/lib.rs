@@ -196,7 +196,7 @@ impl ServerBuilder {
     /// Builds the hub and binds `server.host:server.port` (port 0 picks a free port).
     pub async fn bind(self) -> Result<Server, ServerError> {
         let addr = format!("{}:{}", self.config.server.host, self.config.server.port);
-        let listener = TcpListener::bind(&addr)
+        let listener = listen(&addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         self.with_listener(listener)
@@ -253,6 +253,30 @@ impl ServerBuilder {
             local_addr,
         })
     }
+}
+
+/// Pending connections the kernel may queue before the accept loop takes them. The usual
+/// default (128) overflows under a reconnect storm or a burst of handshakes, and each overflowed
+/// client waits a full SYN retry (1 s) before trying again; the kernel caps it at `somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (the first address it resolves to) with [`LISTEN_BACKLOG`].
+async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for resolved in tokio::net::lookup_host(addr).await? {
+        let socket = if resolved.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As std and tokio do: a restarted hub can bind while old connections are in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(resolved) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")))
 }
 
 /// Raises the open-file soft limit to the hard limit; warns if it is still below

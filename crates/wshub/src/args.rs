@@ -1,4 +1,12 @@
-//! The command line: every subcommand's flags, help text and examples, in one place.
+//! The command line: every subcommand's flags, help text and examples, in one place
+//! (`bench`'s many scenarios in their own file).
+
+mod bench;
+
+pub use bench::{
+    BenchArgs, FanoutArgs, HandshakeArgs, IdleArgs, PublishVia, SaturateArgs, Scenario, ServerArgs, TargetKind,
+    TrafficArgs,
+};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -20,7 +28,8 @@ Examples:
   wshub publish --topic news --event headline --data '{\"title\":\"hi\"}'
   wshub send --type ping
   WSHUB_AUTH__JWT__HS256_SECRET=dev wshub token --role admin --sub alice --ttl 1h
-  wshub config default > wshub.yaml && wshub config check wshub.yaml")]
+  wshub config default > wshub.yaml && wshub config check wshub.yaml
+  wshub bench fanout --url ws://127.0.0.1:8000/ws --subscribers 1000 --rate 20")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -43,6 +52,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Generate load against a hub (or another WebSocket server) and measure it.
+    Bench(BenchArgs),
 }
 
 /// How to reach the hub over WebSocket and who to be there.

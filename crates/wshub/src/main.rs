@@ -1,7 +1,8 @@
-//! The `wshub` binary: `serve`, the client commands (`connect`, `publish`, `send`), `token` and
-//! `config`. Errors end here as one readable line.
+//! The `wshub` binary: `serve`, the client commands (`connect`, `publish`, `send`), `token`,
+//! `config` and the load generator `bench`. Errors end here as one readable line.
 
 mod args;
+mod bench;
 mod cli;
 
 use anyhow::{Context, Result};
@@ -35,6 +36,10 @@ fn main() -> ExitCode {
         } => {
             print!("{}", config::DEFAULT_YAML);
             Ok(())
+        }
+        Command::Bench(args) => {
+            init_client_logging();
+            bench::run(args)
         }
     };
     match result {

@@ -17,6 +17,11 @@ impl WsEndpoint {
     /// Accepts `ws://` and `wss://` URLs, `http(s)://` ones (turned into their WebSocket form) and a
     /// bare `host:port`. A URL without a path gets the hub's default path `/ws`.
     pub fn parse(input: &str) -> Result<WsEndpoint> {
+        WsEndpoint::parse_with_default_path(input, "/ws")
+    }
+
+    /// [`parse`](Self::parse) for other servers: a URL without a path gets `default_path`.
+    pub fn parse_with_default_path(input: &str, default_path: &str) -> Result<WsEndpoint> {
         let mut url = parse_with_default_scheme(input, "ws")?;
         let scheme = match url.scheme() {
             "ws" | "http" => "ws",
@@ -25,7 +30,7 @@ impl WsEndpoint {
         };
         set_scheme(&mut url, scheme, input)?;
         if url.path().is_empty() || url.path() == "/" {
-            url.set_path("/ws");
+            url.set_path(default_path);
         }
         Ok(WsEndpoint { url })
     }
@@ -47,6 +52,11 @@ impl WsEndpoint {
             url.set_query(None);
         }
         url.into()
+    }
+
+    /// The host, as written in the URL (`[::1]` for IPv6).
+    pub fn host(&self) -> &str {
+        self.url.host_str().unwrap_or_default()
     }
 
     /// The endpoint as the user may see it in messages.

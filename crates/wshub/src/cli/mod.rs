@@ -6,8 +6,8 @@
 mod binary;
 pub mod connect;
 mod dial;
-mod endpoint;
-mod explain;
+pub(crate) mod endpoint;
+pub(crate) mod explain;
 mod output;
 pub mod publish;
 pub mod send;
