@@ -113,6 +113,11 @@ pub enum CloseCode {
     Normal,
     /// 1001: the hub is shutting down.
     GoingAway,
+    /// 1002: the client broke the WebSocket protocol (RFC 6455).
+    Protocol,
+    /// 1007: a message's data does not fit its type (text that is not UTF-8, a compressed
+    /// message that does not inflate).
+    InvalidPayload,
     /// 1008: policy violation (an over-long `client_id`, repeated abuse).
     Policy,
     /// 1009: an inbound message exceeded `max_message_size`.
@@ -140,6 +145,8 @@ impl CloseCode {
         match self {
             CloseCode::Normal => 1000,
             CloseCode::GoingAway => 1001,
+            CloseCode::Protocol => 1002,
+            CloseCode::InvalidPayload => 1007,
             CloseCode::Policy => 1008,
             CloseCode::TooBig => 1009,
             CloseCode::Internal => 1011,
@@ -157,6 +164,8 @@ impl CloseCode {
         match code {
             1000 => CloseCode::Normal,
             1001 => CloseCode::GoingAway,
+            1002 => CloseCode::Protocol,
+            1007 => CloseCode::InvalidPayload,
             1008 => CloseCode::Policy,
             1009 => CloseCode::TooBig,
             1011 => CloseCode::Internal,
@@ -180,7 +189,11 @@ impl CloseCode {
             CloseCode::Unauthorized => "unauthorized",
             CloseCode::TokenExpired => "token_expired",
             CloseCode::SlowConsumer => "slow_consumer",
-            CloseCode::Internal | CloseCode::Abnormal | CloseCode::Other(_) => "error",
+            CloseCode::Protocol
+            | CloseCode::InvalidPayload
+            | CloseCode::Internal
+            | CloseCode::Abnormal
+            | CloseCode::Other(_) => "error",
         }
     }
 
@@ -223,7 +236,9 @@ mod tests {
 
     #[test]
     fn close_codes_round_trip() {
-        for code in [1000, 1001, 1006, 1008, 1009, 1011, 4000, 4001, 4002, 4008, 4100] {
+        for code in [
+            1000, 1001, 1002, 1006, 1007, 1008, 1009, 1011, 4000, 4001, 4002, 4008, 4100,
+        ] {
             assert_eq!(CloseCode::from_code(code).code(), code);
         }
     }

@@ -14,12 +14,11 @@ use super::per_ip::client_ip;
 use crate::http::ApiError;
 use crate::node::{ConnectionSlot, Node, SlotRefused};
 use crate::session::{self, ConnectParams};
-use crate::transport::{accept_key, validate_upgrade};
+use crate::transport::{self, CompressionStats, Deflate, UpgradedSocket, accept_key, validate_upgrade};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use hyper::upgrade::Upgraded;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -123,15 +122,31 @@ pub fn admit(node: &Node, peer: SocketAddr, headers: &HeaderMap, method: &http::
 /// Answers `101 Switching Protocols` for an admitted handshake and runs `serve` on the upgraded
 /// connection, in a task the shutdown waits for. hyper completes the upgrade after writing the
 /// answer.
-pub fn switch_protocols<F, Fut>(node: &Node, request: &mut http::Request<Body>, accept: &str, serve: F) -> Response
+///
+/// Extensions are negotiated here, the same way for every WebSocket path: permessage-deflate
+/// when `compression.enabled` and the client offers it acceptably (`transport::negotiate`).
+pub fn switch_protocols<F, Fut>(node: &Arc<Node>, request: &mut http::Request<Body>, accept: &str, serve: F) -> Response
 where
-    F: FnOnce(Upgraded) -> Fut + Send + 'static,
+    F: FnOnce(UpgradedSocket) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let compression = &node.config.compression;
+    let deflate = compression
+        .enabled
+        .then(|| transport::negotiate(request.headers()))
+        .flatten()
+        .map(|params| Deflate {
+            params,
+            threshold: compression.threshold.as_usize(),
+            stats: Arc::clone(&node.metrics) as Arc<dyn CompressionStats>,
+        });
+    let extensions = deflate
+        .as_ref()
+        .and_then(|d| HeaderValue::from_str(&d.params.response()).ok());
     let on_upgrade = hyper::upgrade::on(request);
     node.shutdown.tasks.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => serve(upgraded).await,
+            Ok(upgraded) => serve(UpgradedSocket { upgraded, deflate }).await,
             Err(error) => tracing::debug!(%error, "upgrade did not complete"),
         }
     });
@@ -142,6 +157,9 @@ where
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     if let Ok(accept) = HeaderValue::from_str(accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(extensions) = extensions {
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, extensions);
     }
     response
 }
@@ -166,8 +184,8 @@ pub async fn upgrade(
         peer: Some(peer),
     };
     let task_node = Arc::clone(&node);
-    switch_protocols(&node, &mut request, &accept, move |upgraded| {
-        session::run(task_node, upgraded, params, slot)
+    switch_protocols(&node, &mut request, &accept, move |socket| {
+        session::run(task_node, socket, params, slot)
     })
 }
 

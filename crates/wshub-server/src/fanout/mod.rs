@@ -29,6 +29,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use wshub_broker::{Delivery, Publication};
 use wshub_protocol::{CloseCode, Topic};
 
+#[cfg(test)]
+mod tests;
+
 const SHARDS: usize = 64;
 
 /// A connection's key in the registry: unique per process, cheaper than its id.

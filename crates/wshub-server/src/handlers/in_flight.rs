@@ -247,7 +247,7 @@ mod tests {
 
     async fn next_reply(rx: &mut OutboxReceiver) -> Value {
         match rx.recv().await.expect("a reply") {
-            Outgoing::Frame(OutFrame::Text(text)) => serde_json::from_str(text.as_str()).expect("json"),
+            Outgoing::Frame(OutFrame::Text(text)) => serde_json::from_slice(text.as_bytes()).expect("json"),
             other => panic!("expected a text frame, got {other:?}"),
         }
     }

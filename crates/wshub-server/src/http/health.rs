@@ -66,6 +66,7 @@ struct Status<'a> {
     broker: serde_json::Value,
     limits: serde_json::Value,
     counters: serde_json::Value,
+    compression: serde_json::Value,
 }
 
 /// `GET /ws/status`: what the node is doing and what limits it enforces.
@@ -104,6 +105,26 @@ pub async fn ws_status(State(node): State<Arc<Node>>) -> Json<serde_json::Value>
         broker: json!({"kind": node.broker.kind(), "state": broker_state(&node)}),
         limits,
         counters: node.stats.to_json(),
+        compression: compression(&node),
     };
     Json(serde_json::to_value(status).unwrap_or_default())
+}
+
+/// permessage-deflate: the settings, the connections using it, and what it saved. `ratio` is
+/// bytes sent over bytes before compression, for the messages sent compressed (`null` before
+/// the first).
+fn compression(node: &Node) -> serde_json::Value {
+    let config = &node.config.compression;
+    let c = node.metrics.compression();
+    let ratio = (c.plain_bytes > 0).then(|| c.wire_bytes as f64 / c.plain_bytes as f64);
+    json!({
+        "enabled": config.enabled,
+        "threshold": config.threshold.as_bytes(),
+        "connections": c.connections,
+        "messages": c.messages,
+        "bytes_before": c.plain_bytes,
+        "bytes_after": c.wire_bytes,
+        "saved_bytes": c.plain_bytes.saturating_sub(c.wire_bytes),
+        "ratio": ratio,
+    })
 }

@@ -50,8 +50,8 @@ pub async fn stream_or_snapshot(
         Err(refusal) => return refusal.into_response(),
     };
     let task_node = Arc::clone(&node);
-    switch_protocols(&node, &mut request, &accept, move |upgraded| {
-        stream::serve(task_node, upgraded, slot)
+    switch_protocols(&node, &mut request, &accept, move |socket| {
+        stream::serve(task_node, socket, slot)
     })
 }
 

@@ -117,7 +117,11 @@ pub fn close_reason(code: CloseCode) -> usize {
         CloseCode::Unauthorized => 5,
         CloseCode::TokenExpired => 6,
         CloseCode::SlowConsumer => 7,
-        CloseCode::Internal | CloseCode::Abnormal | CloseCode::Other(_) => 8,
+        CloseCode::Protocol
+        | CloseCode::InvalidPayload
+        | CloseCode::Internal
+        | CloseCode::Abnormal
+        | CloseCode::Other(_) => 8,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod stream;
 pub mod system;
 
 use crate::config::Config;
+use crate::transport::CompressionStats;
 use histogram::{AtomicHistogram, DURATION_SECONDS, LATENCY_SECONDS, SIZE_BYTES};
 use labels::{CLOSE_REASONS, OTHER, RequestTypes, close_reason, literal_topics};
 use prometheus_client::encoding::prometheus_text;
@@ -23,7 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use wshub_protocol::{CloseCode, ErrorCode};
 
@@ -67,6 +68,7 @@ pub struct Metrics {
     reconnections_invalid: Counter,
     rate_limit_hits: Vec<Counter>,
     compression_saved: Counter,
+    compression: CompressionCounts,
     /// Requests (client requests on `/ws` and HTTP API calls) for the `Snapshot`.
     pub requests: RequestCounts,
     /// Slow-consumer closes, for `Snapshot` and alerts.
@@ -270,6 +272,7 @@ impl Metrics {
             reconnections_invalid: reconnections[1].clone(),
             rate_limit_hits,
             compression_saved,
+            compression: CompressionCounts::default(),
             requests: RequestCounts::default(),
             slow_consumers,
             request_types,
@@ -366,9 +369,15 @@ impl Metrics {
         self.size_out.observe(bytes as f64);
     }
 
-    /// Bytes permessage-deflate saved on the wire.
-    pub fn compression_saved(&self, bytes: u64) {
-        self.compression_saved.inc_by(bytes);
+    /// What permessage-deflate has done so far.
+    pub fn compression(&self) -> CompressionReading {
+        let c = &self.compression;
+        CompressionReading {
+            connections: c.connections.load(Ordering::Relaxed).max(0) as u64,
+            messages: c.messages.load(Ordering::Relaxed),
+            plain_bytes: c.plain.load(Ordering::Relaxed),
+            wire_bytes: c.wire.load(Ordering::Relaxed),
+        }
     }
 
     /// Prometheus text exposition (version 0.0.4) with the gauges set from `state`.
@@ -412,6 +421,49 @@ impl Metrics {
             latency: self.latency.read(),
         }
     }
+}
+
+/// Connection writers report here once per flush; `compression_saved_bytes_total` is the
+/// difference of the byte counts.
+impl CompressionStats for Metrics {
+    fn written(&self, messages: u64, plain: u64, wire: u64) {
+        let c = &self.compression;
+        c.messages.fetch_add(messages, Ordering::Relaxed);
+        c.plain.fetch_add(plain, Ordering::Relaxed);
+        c.wire.fetch_add(wire, Ordering::Relaxed);
+        self.compression_saved.inc_by(plain.saturating_sub(wire));
+    }
+
+    fn connection(&self, open: bool) {
+        self.compression
+            .connections
+            .fetch_add(if open { 1 } else { -1 }, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Default)]
+struct CompressionCounts {
+    /// Open connections that negotiated permessage-deflate.
+    connections: AtomicI64,
+    /// Messages sent compressed.
+    messages: AtomicU64,
+    /// Their bytes before compression.
+    plain: AtomicU64,
+    /// Their bytes on the wire.
+    wire: AtomicU64,
+}
+
+/// permessage-deflate at one moment (`/ws/status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompressionReading {
+    /// Open connections that negotiated it.
+    pub connections: u64,
+    /// Messages sent compressed so far.
+    pub messages: u64,
+    /// Their payload bytes before compression.
+    pub plain_bytes: u64,
+    /// Their payload bytes as sent.
+    pub wire_bytes: u64,
 }
 
 /// A writer's per-batch accumulators, merged into the shared metrics once per flush.
@@ -536,6 +588,28 @@ mod tests {
         let text = Metrics::new(&config, []).encode(&GaugeReading::default());
         assert!(text.contains("# TYPE hub_connections gauge"));
         assert!(!text.contains("wshub_"));
+    }
+
+    #[test]
+    fn compression_is_counted_as_bytes_saved() {
+        let metrics = Metrics::new(&Config::default(), []);
+        metrics.connection(true);
+        metrics.written(2, 5000, 1200);
+        metrics.written(1, 100, 100);
+        let reading = metrics.compression();
+        assert_eq!(
+            reading,
+            CompressionReading {
+                connections: 1,
+                messages: 3,
+                plain_bytes: 5100,
+                wire_bytes: 1300,
+            }
+        );
+        let text = metrics.encode(&GaugeReading::default());
+        assert!(text.contains("wshub_compression_saved_bytes_total 3800\n"), "{text}");
+        metrics.connection(false);
+        assert_eq!(metrics.compression().connections, 0);
     }
 
     #[test]

@@ -10,8 +10,7 @@
 use super::sampler::{METRIC_NAMES, Selection, iso8601};
 use crate::node::ConnectionSlot;
 use crate::node::Node;
-use crate::transport::{self, Inbound, OutFrame, SharedText, SocketConfig, WsWriter};
-use hyper::upgrade::Upgraded;
+use crate::transport::{self, Inbound, OutFrame, SharedText, SocketConfig, UpgradedSocket, WsWriter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -71,11 +70,11 @@ pub(crate) fn parse_subscription(text: &str, current_interval: Duration) -> Resu
 }
 
 /// Serves one upgraded stream connection until it closes; `slot` is held until then.
-pub async fn serve(node: Arc<Node>, upgraded: Upgraded, slot: ConnectionSlot) {
+pub async fn serve(node: Arc<Node>, socket: UpgradedSocket, slot: ConnectionSlot) {
     let config = SocketConfig {
         max_message_size: MAX_SUBSCRIPTION_BYTES,
     };
-    let (mut reader, mut writer) = transport::from_upgraded(upgraded, config).await;
+    let (mut reader, mut writer) = transport::from_upgraded(socket, config).await;
     let ws = &node.config.websocket;
     let write_timeout = ws.write_timeout;
     let mut selection = Selection::all();
@@ -105,6 +104,8 @@ pub async fn serve(node: Arc<Node>, upgraded: Upgraded, slot: ConnectionSlot) {
                 send(&mut writer, &beat, write_timeout).await
             }
             _ = pings.tick() => write(&mut writer, OutFrame::Ping, write_timeout).await,
+            // A Pong owed to the client's Ping.
+            () = writer.control_wanted() => flush(&mut writer, write_timeout).await,
             inbound = reader.next() => {
                 silence.as_mut().reset(Instant::now() + ws.pong_wait);
                 match inbound {
@@ -132,8 +133,8 @@ pub async fn serve(node: Arc<Node>, upgraded: Upgraded, slot: ConnectionSlot) {
                     }
                     Some(Ok(Inbound::Heartbeat)) => Ok(()),
                     Some(Ok(Inbound::Close(_))) => Err(CloseCode::Normal),
-                    Some(Err(crate::transport::ReadError::TooBig)) => Err(CloseCode::TooBig),
-                    Some(Err(_)) | None => Err(CloseCode::Abnormal),
+                    Some(Err(error)) => Err(error.close_code()),
+                    None => Err(CloseCode::Abnormal),
                 }
             }
         };
@@ -197,6 +198,16 @@ async fn write(writer: &mut WsWriter, frame: OutFrame, write_timeout: Duration) 
         writer.flush().await
     })
     .await;
+    outcome(written)
+}
+
+async fn flush(writer: &mut WsWriter, write_timeout: Duration) -> Result<(), CloseCode> {
+    outcome(timeout(write_timeout, writer.flush()).await)
+}
+
+fn outcome(
+    written: Result<Result<(), crate::transport::WriteError>, tokio::time::error::Elapsed>,
+) -> Result<(), CloseCode> {
     match written {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(CloseCode::Abnormal),

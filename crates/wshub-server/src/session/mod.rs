@@ -29,9 +29,8 @@ use crate::handlers::MAX_IN_FLIGHT;
 use crate::handlers::in_flight::InFlight;
 use crate::node::{ConnectionInfo, ConnectionSlot, Node};
 use crate::resume::SubscriptionPosition;
-use crate::transport::{self, Inbound, OutFrame, ReadError, SharedText, SocketConfig, WsReader};
+use crate::transport::{self, Inbound, OutFrame, ReadError, SharedText, SocketConfig, UpgradedSocket, WsReader};
 use delivered::Delivered;
-use hyper::upgrade::Upgraded;
 use outbox::{Closer, Outbox, Outgoing};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -100,12 +99,12 @@ pub(crate) struct Session {
 }
 
 /// Serves one upgraded connection until it closes.
-pub async fn run(node: Arc<Node>, upgraded: Upgraded, params: ConnectParams, slot: ConnectionSlot) {
+pub async fn run(node: Arc<Node>, socket: UpgradedSocket, params: ConnectParams, slot: ConnectionSlot) {
     let ws = &node.config.websocket;
     let socket_config = SocketConfig {
         max_message_size: ws.max_message_size.as_usize(),
     };
-    let (reader, writer) = transport::from_upgraded(upgraded, socket_config).await;
+    let (reader, writer) = transport::from_upgraded(socket, socket_config).await;
     let closer = Closer::default();
     let (outbox, queue) = outbox::outbox(ws.outbound_queue, ws.outbound_queue_bytes.as_usize(), closer.clone());
     let writer_config = writer::WriterConfig {
@@ -339,18 +338,9 @@ impl Session {
                     self.closer.close(CloseCode::Normal, "");
                     return;
                 }
-                Some(Err(ReadError::TooBig)) => {
-                    self.closer.close(CloseCode::TooBig, "message too big");
-                    return;
-                }
-                Some(Err(ReadError::Protocol(error))) => {
-                    tracing::debug!(%error, "protocol error");
-                    self.closer.close(CloseCode::Other(1002), "protocol error");
-                    return;
-                }
-                Some(Err(ReadError::Io(error))) => {
-                    tracing::debug!(%error, "connection lost");
-                    self.closer.close(CloseCode::Abnormal, "connection lost");
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "reading stopped");
+                    self.closer.close(error.close_code(), close_reason(&error));
                     return;
                 }
             }
@@ -474,5 +464,15 @@ impl Session {
     /// `error` replies queued so far on this connection.
     fn errors_sent(&self) -> u64 {
         self.errors_sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The reason sent in the close frame for a read error (the detail goes to the log only).
+pub(crate) fn close_reason(error: &ReadError) -> &'static str {
+    match error {
+        ReadError::TooBig => "message too big",
+        ReadError::Protocol(_) => "protocol error",
+        ReadError::InvalidPayload(_) => "invalid message data",
+        ReadError::Io(_) => "connection lost",
     }
 }

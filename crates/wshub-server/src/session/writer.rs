@@ -100,6 +100,8 @@ async fn write_until_closed(
                 ws.feed(OutFrame::Ping).await?;
                 ws.flush().await
             }).await,
+            // A Pong owed to the client's Ping (frames flushed above carry it too).
+            () = ws.control_wanted() => timeout(config.write_timeout, ws.flush()).await,
         };
         match result {
             Ok(Ok(())) => {}

@@ -25,6 +25,8 @@ enum Wake {
     Due,
     /// Time for a heartbeat Ping.
     Ping,
+    /// A Pong is owed to the client's Ping.
+    Control,
 }
 
 /// Runs until the connection closes; returns once the close frame went out (or gave up).
@@ -50,6 +52,7 @@ pub(super) async fn run(
             () = &mut due, if holding => Wake::Due,
             () = latest.changed(), if !holding => Wake::Changed,
             _ = ping.tick() => Wake::Ping,
+            () = ws.control_wanted() => Wake::Control,
         };
         let result = match wake {
             Wake::Ping => {
@@ -59,6 +62,7 @@ pub(super) async fn run(
                 })
                 .await
             }
+            Wake::Control => timeout(config.write_timeout, ws.flush()).await,
             Wake::Changed | Wake::Due => {
                 let now = Instant::now();
                 if let Wake::Changed = wake {

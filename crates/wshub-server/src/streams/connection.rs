@@ -12,12 +12,12 @@ use super::latest::Latest;
 use crate::auth::Identity;
 use crate::fanout::{ConnectionKey, Sink};
 use crate::node::{ConnectionInfo, ConnectionSlot, Node};
+use crate::session::close_reason;
 use crate::session::delivered::Delivered;
 use crate::session::expiry::TokenClock;
 use crate::session::outbox::{self, Closer};
 use crate::session::writer::{self, WriterConfig};
-use crate::transport::{self, Inbound, ReadError, SocketConfig, WsReader};
-use hyper::upgrade::Upgraded;
+use crate::transport::{self, Inbound, SocketConfig, UpgradedSocket, WsReader};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,12 +39,12 @@ pub(super) struct StreamConnection {
 }
 
 /// Serves one upgraded raw stream until it closes.
-pub(super) async fn run(node: Arc<Node>, upgraded: Upgraded, stream: StreamConnection, slot: ConnectionSlot) {
+pub(super) async fn run(node: Arc<Node>, socket: UpgradedSocket, stream: StreamConnection, slot: ConnectionSlot) {
     let ws = &node.config.websocket;
     let socket_config = SocketConfig {
         max_message_size: ws.max_message_size.as_usize(),
     };
-    let (reader, ws_writer) = transport::from_upgraded(upgraded, socket_config).await;
+    let (reader, ws_writer) = transport::from_upgraded(socket, socket_config).await;
     let closer = Closer::default();
     let writer_config = WriterConfig {
         ping_period: ws.ping_period,
@@ -160,18 +160,9 @@ async fn read_loop(node: &Node, mut reader: WsReader, identity: &Identity, close
                 closer.close(CloseCode::Normal, "");
                 return;
             }
-            Some(Err(ReadError::TooBig)) => {
-                closer.close(CloseCode::TooBig, "message too big");
-                return;
-            }
-            Some(Err(ReadError::Protocol(error))) => {
-                tracing::debug!(%error, "protocol error");
-                closer.close(CloseCode::Other(1002), "protocol error");
-                return;
-            }
-            Some(Err(ReadError::Io(error))) => {
-                tracing::debug!(%error, "connection lost");
-                closer.close(CloseCode::Abnormal, "connection lost");
+            Some(Err(error)) => {
+                tracing::debug!(%error, "reading stopped");
+                closer.close(error.close_code(), close_reason(&error));
                 return;
             }
             None => {

@@ -60,7 +60,7 @@ mod tests {
         let Some(EventFrame::Text(newest)) = latest.take() else {
             panic!("the newest text frame")
         };
-        assert_eq!(newest.as_str(), "2");
+        assert_eq!(newest.as_bytes(), b"2");
         assert!(latest.take().is_none(), "taken once");
         assert!(!latest.is_pending());
     }

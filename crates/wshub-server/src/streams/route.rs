@@ -86,8 +86,8 @@ fn open(
         peer,
     };
     let task_node = Arc::clone(&node);
-    switch_protocols(&node, &mut request, &accept, move |upgraded| {
-        connection::run(task_node, upgraded, stream, slot)
+    switch_protocols(&node, &mut request, &accept, move |socket| {
+        connection::run(task_node, socket, stream, slot)
     })
 }
 

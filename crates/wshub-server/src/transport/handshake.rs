@@ -49,9 +49,17 @@ pub fn validate_upgrade<'a>(method: &Method, headers: &'a HeaderMap) -> Result<&
         .ok_or(UpgradeError::Key)
 }
 
-/// The `Sec-WebSocket-Accept` value for a key.
+/// The GUID every server appends to the client's key (RFC 6455 §1.3).
+const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The `Sec-WebSocket-Accept` value for a key: base64 of the SHA-1 of key and GUID.
 pub fn accept_key(key: &[u8]) -> String {
-    tokio_tungstenite::tungstenite::handshake::derive_accept_key(key)
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    let mut sha1 = Sha1::new();
+    sha1.update(key);
+    sha1.update(ACCEPT_GUID);
+    base64::engine::general_purpose::STANDARD.encode(sha1.finalize())
 }
 
 #[cfg(test)]

@@ -1,216 +1,163 @@
-//! Message framing on an upgraded connection, split into reader and writer halves.
+//! An upgraded connection, split into its reader and writer halves.
+//!
+//! The hub's connections are plain TCP under hyper, so the upgraded I/O is taken back as the
+//! `TcpStream` and split into owned halves that need no lock between them; any other I/O
+//! (none today) is split with `tokio::io::split`. Bytes hyper read past the upgrade request
+//! (a client may send its first frame at once) go to the reader first.
 
+use super::control::Control;
+use super::deflate::Inflater;
+use super::extension::DeflateParams;
+use super::reader::WsReader;
+use super::writer::{Outbound, WsWriter};
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use thiserror::Error;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-type Stream = WebSocketStream<TokioIo<Upgraded>>;
-
-/// Buffer sizes and limits for one connection.
+/// Limits for one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct SocketConfig {
-    /// Largest inbound message (after reassembly), in bytes.
+    /// Largest inbound message (after reassembly and decompression), in bytes.
     pub max_message_size: usize,
 }
 
-/// Read buffer per connection. The library default (128 KiB) would cost 1.3 GB for
-/// 10,000 idle connections; requests are small, and a large message only grows the
-/// buffer while it is being read.
-const READ_BUFFER: usize = 4 * 1024;
-/// Frames are gathered up to this size before a write; `flush` writes the rest.
-const WRITE_BUFFER: usize = 16 * 1024;
+/// Where connections report what compression did (the hub's metrics implement it).
+pub trait CompressionStats: Send + Sync {
+    /// One flush sent `messages` compressed: `plain` bytes before compression, `wire` after.
+    fn written(&self, messages: u64, plain: u64, wire: u64);
+    /// A connection that negotiated compression opened (`true`) or ended.
+    fn connection(&self, open: bool);
+}
 
-/// A frame received from the client.
+/// permessage-deflate for one connection: what its handshake agreed, and the hub's settings.
+#[derive(Clone)]
+pub struct Deflate {
+    /// The negotiated parameters.
+    pub params: DeflateParams,
+    /// Messages of at least this many bytes are sent compressed.
+    pub threshold: usize,
+    /// Where the bytes saved are counted.
+    pub stats: Arc<dyn CompressionStats>,
+}
+
+impl std::fmt::Debug for Deflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflate")
+            .field("params", &self.params)
+            .field("threshold", &self.threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An upgraded connection with what its handshake negotiated.
 #[derive(Debug)]
-pub enum Inbound {
-    /// A text message (valid UTF-8).
-    Text(Bytes),
-    /// A binary message.
-    Binary(Bytes),
-    /// A Ping or Pong control frame: proof of life, already answered by the library.
-    Heartbeat,
-    /// The client closed, with its code if it gave one.
-    Close(Option<u16>),
+pub struct UpgradedSocket {
+    /// The connection, after the 101 answer.
+    pub upgraded: Upgraded,
+    /// permessage-deflate, if negotiated.
+    pub deflate: Option<Deflate>,
 }
 
-/// A text frame body that is shared between many connections without copying.
-#[derive(Debug, Clone)]
-pub struct SharedText(Utf8Bytes);
-
-impl SharedText {
-    /// Wraps bytes known to be UTF-8 JSON. Checked once here, then cloned for free.
-    pub fn from_json(bytes: Bytes) -> Option<SharedText> {
-        Utf8Bytes::try_from(bytes).ok().map(SharedText)
-    }
-
-    /// Wraps a freshly encoded reply.
-    pub fn from_vec(bytes: Vec<u8>) -> Option<SharedText> {
-        String::from_utf8(bytes).ok().map(|s| SharedText(Utf8Bytes::from(s)))
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether it is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
+/// Frames an upgraded connection as a server-side WebSocket and splits it into its halves.
+pub async fn from_upgraded(socket: UpgradedSocket, config: SocketConfig) -> (WsReader, WsWriter) {
+    let (read, write, leftover) = match socket.upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let (read, write) = parts.io.into_inner().into_split();
+            (ReadIo::Tcp(read), WriteIo::Tcp(write), parts.read_buf)
+        }
+        Err(upgraded) => {
+            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+            (
+                ReadIo::Other(Box::new(read)),
+                WriteIo::Other(Box::new(write)),
+                Bytes::new(),
+            )
+        }
+    };
+    halves(read, write, leftover, config, socket.deflate)
 }
 
-/// A frame to send.
-#[derive(Debug, Clone)]
-pub enum OutFrame {
-    /// A text message.
-    Text(SharedText),
-    /// A binary message.
-    Binary(Bytes),
-    /// A heartbeat Ping.
-    Ping,
+/// Both halves over any I/O (tests drive them over in-memory pipes).
+pub(super) fn halves(
+    read: ReadIo,
+    write: WriteIo,
+    leftover: Bytes,
+    config: SocketConfig,
+    deflate: Option<Deflate>,
+) -> (WsReader, WsWriter) {
+    let control = Arc::new(Control::default());
+    let inflater = deflate
+        .as_ref()
+        .map(|d| Inflater::new(d.params.client_no_context_takeover));
+    let outbound = deflate.map(|d| Outbound {
+        threshold: d.threshold,
+        stats: d.stats,
+    });
+    let reader = WsReader::new(read, leftover, config.max_message_size, inflater, Arc::clone(&control));
+    let writer = WsWriter::new(write, control, outbound);
+    (reader, writer)
 }
 
-impl OutFrame {
-    /// Payload size, for the outbound byte budget.
-    pub fn len(&self) -> usize {
+/// The reading side of the I/O.
+pub(super) enum ReadIo {
+    /// A TCP socket: read only when readable, so an idle connection holds no buffer.
+    Tcp(OwnedReadHalf),
+    /// Anything else.
+    Other(Box<dyn AsyncRead + Send + Unpin>),
+}
+
+/// The writing side of the I/O.
+pub(super) enum WriteIo {
+    /// A TCP socket.
+    Tcp(OwnedWriteHalf),
+    /// Anything else.
+    Other(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+impl AsyncWrite for WriteIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            WriteIo::Tcp(half) => Pin::new(half).poll_write(cx, buf),
+            WriteIo::Other(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            WriteIo::Tcp(half) => Pin::new(half).poll_write_vectored(cx, bufs),
+            WriteIo::Other(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
         match self {
-            OutFrame::Text(t) => t.len(),
-            OutFrame::Binary(b) => b.len(),
-            OutFrame::Ping => 0,
+            WriteIo::Tcp(half) => half.is_write_vectored(),
+            WriteIo::Other(io) => io.is_write_vectored(),
         }
     }
 
-    /// Whether the payload is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Why reading stopped.
-#[derive(Debug, Error)]
-pub enum ReadError {
-    /// An inbound message exceeded `max_message_size` (close with 1009).
-    #[error("message too big")]
-    TooBig,
-    /// The client broke the WebSocket protocol (close with 1002).
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// The TCP connection failed or ended without a close frame.
-    #[error("connection lost: {0}")]
-    Io(String),
-}
-
-/// Why a write failed.
-#[derive(Debug, Error)]
-#[error("write failed: {0}")]
-pub struct WriteError(String);
-
-/// The reading half of a connection.
-pub struct WsReader {
-    inner: SplitStream<Stream>,
-}
-
-/// The writing half of a connection.
-pub struct WsWriter {
-    inner: SplitSink<Stream, Message>,
-}
-
-/// Frames an upgraded HTTP connection as a server-side WebSocket.
-pub async fn from_upgraded(upgraded: Upgraded, config: SocketConfig) -> (WsReader, WsWriter) {
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        // Never reached in practice: the session's outbound queue bounds what is written.
-        .max_write_buffer_size(usize::MAX)
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size));
-    let stream = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
-    let (sink, stream) = stream.split();
-    (WsReader { inner: stream }, WsWriter { inner: sink })
-}
-
-impl WsReader {
-    /// The next frame, or `None` once the connection is gone.
-    pub async fn next(&mut self) -> Option<Result<Inbound, ReadError>> {
-        loop {
-            let message = match self.inner.next().await? {
-                Ok(message) => message,
-                Err(error) => return Some(Err(classify(error))),
-            };
-            return Some(Ok(match message {
-                Message::Text(text) => Inbound::Text(Bytes::from(text)),
-                Message::Binary(bytes) => Inbound::Binary(bytes),
-                Message::Ping(_) | Message::Pong(_) => Inbound::Heartbeat,
-                Message::Close(frame) => Inbound::Close(frame.map(|f| u16::from(f.code))),
-                // Raw frames are never produced by reads.
-                Message::Frame(_) => continue,
-            }));
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteIo::Tcp(half) => Pin::new(half).poll_flush(cx),
+            WriteIo::Other(io) => Pin::new(io).poll_flush(cx),
         }
     }
-}
 
-fn classify(error: WsError) -> ReadError {
-    match error {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => ReadError::TooBig,
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            ReadError::Io("reset without closing handshake".into())
-        }
-        WsError::Protocol(p) => ReadError::Protocol(p.to_string()),
-        WsError::Utf8(_) => ReadError::Protocol("text frame is not valid UTF-8".into()),
-        other => ReadError::Io(other.to_string()),
-    }
-}
-
-impl WsWriter {
-    /// Queues a frame in the write buffer; [`flush`](Self::flush) sends it. Several
-    /// frames fed before one flush leave in as few writes as the buffer allows.
-    pub async fn feed(&mut self, frame: OutFrame) -> Result<(), WriteError> {
-        let message = match frame {
-            OutFrame::Text(text) => Message::Text(text.0),
-            OutFrame::Binary(bytes) => Message::Binary(bytes),
-            OutFrame::Ping => Message::Ping(Bytes::new()),
-        };
-        self.inner.feed(message).await.map_err(|e| WriteError(e.to_string()))
-    }
-
-    /// Writes everything fed so far.
-    pub async fn flush(&mut self) -> Result<(), WriteError> {
-        self.inner.flush().await.map_err(|e| WriteError(e.to_string()))
-    }
-
-    /// Sends a close frame and flushes it.
-    pub async fn close(&mut self, code: u16, reason: &str) -> Result<(), WriteError> {
-        let frame = CloseFrame {
-            code: WsCloseCode::from(code),
-            reason: Utf8Bytes::from(truncate_reason(reason).to_owned()),
-        };
-        match self.inner.send(Message::Close(Some(frame))).await {
-            Ok(()) => Ok(()),
-            // The client closed first and the library already answered it.
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Ok(()),
-            Err(e) => Err(WriteError(e.to_string())),
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteIo::Tcp(half) => Pin::new(half).poll_shutdown(cx),
+            WriteIo::Other(io) => Pin::new(io).poll_shutdown(cx),
         }
     }
-}
-
-/// A close frame's reason is at most 123 bytes (RFC 6455 §5.5); cut on a char boundary.
-fn truncate_reason(reason: &str) -> &str {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
 }
