@@ -57,6 +57,15 @@ impl Closer {
         self.inner.reason.get()
     }
 
+    /// The close requested, or a normal close (1000) when none was: what a writer sends once
+    /// its loop has ended.
+    pub fn final_reason(&self) -> CloseReason {
+        self.reason().cloned().unwrap_or(CloseReason {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })
+    }
+
     /// Whether a close was requested.
     pub fn is_closing(&self) -> bool {
         self.inner.token.is_cancelled()

@@ -14,6 +14,7 @@ use crate::metrics::{Metrics, WRITER_FOLD_AFTER, WriterBatch, monotonic_micros};
 use crate::transport::{OutFrame, WriteError, WsWriter};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::error::Elapsed;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout};
 use wshub_protocol::CloseCode;
 
@@ -103,23 +104,13 @@ async fn write_until_closed(
             // A Pong owed to the client's Ping (frames flushed above carry it too).
             () = ws.control_wanted() => timeout(config.write_timeout, ws.flush()).await,
         };
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "write failed; closing");
-                closer.close(CloseCode::Abnormal, "write failed");
-                return;
-            }
-            Err(_elapsed) => {
-                closer.close(CloseCode::SlowConsumer, "slow consumer: write timeout");
-                break;
-            }
+        match after_write(result, &closer) {
+            AfterWrite::Continue => {}
+            AfterWrite::Lost => return,
+            AfterWrite::TooSlow => break,
         }
     }
-    let reason = closer.reason().cloned().unwrap_or(CloseReason {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    });
+    let reason = closer.final_reason();
     match reason.code {
         // The peer is gone: nothing can be flushed and no close handshake is possible.
         CloseCode::Abnormal => queue.discard(),
@@ -145,6 +136,32 @@ async fn write_until_closed(
                 tracing::debug!("could not flush the queue before closing");
             }
             send_close(&mut ws, &reason).await;
+        }
+    }
+}
+
+/// How a writer loop goes on after a timed write.
+pub(crate) enum AfterWrite {
+    /// It was written.
+    Continue,
+    /// The socket failed: the peer is gone, no close sequence is possible (recorded as 1006).
+    Lost,
+    /// It did not finish within `write_timeout`: the client is closed as a slow consumer.
+    TooSlow,
+}
+
+/// Judges a write done under `timeout(write_timeout, …)`, recording the close it calls for.
+pub(crate) fn after_write(written: Result<Result<(), WriteError>, Elapsed>, closer: &Closer) -> AfterWrite {
+    match written {
+        Ok(Ok(())) => AfterWrite::Continue,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "write failed; closing");
+            closer.close(CloseCode::Abnormal, "write failed");
+            AfterWrite::Lost
+        }
+        Err(_elapsed) => {
+            closer.close(CloseCode::SlowConsumer, "slow consumer: write timeout");
+            AfterWrite::TooSlow
         }
     }
 }

@@ -9,8 +9,8 @@
 use super::latest::Latest;
 use super::pacer::Pacer;
 use crate::metrics::Metrics;
-use crate::session::outbox::{CloseReason, Closer, EventFrame};
-use crate::session::writer::{WriterConfig, send_close};
+use crate::session::outbox::{Closer, EventFrame};
+use crate::session::writer::{AfterWrite, WriterConfig, after_write, send_close};
 use crate::transport::{OutFrame, WriteError, WsWriter};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,23 +88,13 @@ pub(super) async fn run(
                 }
             }
         };
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "write failed; closing");
-                closer.close(CloseCode::Abnormal, "write failed");
-                return;
-            }
-            Err(_elapsed) => {
-                closer.close(CloseCode::SlowConsumer, "slow consumer: write timeout");
-                break;
-            }
+        match after_write(result, &closer) {
+            AfterWrite::Continue => {}
+            AfterWrite::Lost => return,
+            AfterWrite::TooSlow => break,
         }
     }
-    let reason = closer.reason().cloned().unwrap_or(CloseReason {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    });
+    let reason = closer.final_reason();
     match reason.code {
         // The peer is gone: no close handshake is possible.
         CloseCode::Abnormal => {}

@@ -80,35 +80,12 @@ pub async fn run(args: HandshakeArgs, progress: &mut Progress) -> Result<Report>
     let succeeded = connections as u64 - failed;
     let server = ServerFigures::of(&usage, None, 0);
     Ok(Report {
-        scenario: "connect",
-        target: adapter.name(),
-        url: adapter.shown_url.clone(),
-        subscribers: None,
-        publishers: None,
-        offered_rate: None,
-        duration_s: elapsed.as_secs_f64(),
-        sent: None,
-        delivered: None,
-        delivered_per_s: None,
-        expected: None,
-        loss: None,
-        loss_ratio: None,
-        duplicates: None,
-        out_of_order: None,
         latency_ms: Latency::of(&latencies),
         connect_per_s: Some(round(succeeded as f64 / elapsed.as_secs_f64().max(1e-9), 1)),
         server,
-        generator: GeneratorFigures::of(&usage),
-        closed_connections: 0,
         connections: Some(connections as u64),
-        publish_via: None,
-        payload_bytes: None,
-        acked: None,
-        publish_refused: None,
-        publish_refusal: None,
         failed: Some(failed),
         failure,
-        closes: Vec::new(),
         source_addresses: sources.len(),
         notes: vec![format!(
             "latency is each connection's time to be ready ({}), at most {} in flight",
@@ -119,6 +96,12 @@ pub async fn run(args: HandshakeArgs, progress: &mut Progress) -> Result<Report>
             },
             args.concurrency
         )],
-        saturate: None,
+        ..Report::new(
+            "connect",
+            adapter.name(),
+            adapter.shown_url.clone(),
+            elapsed.as_secs_f64(),
+            GeneratorFigures::of(&usage),
+        )
     })
 }

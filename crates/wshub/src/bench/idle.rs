@@ -75,38 +75,20 @@ pub async fn run(args: IdleArgs, progress: &mut Progress) -> Result<Report> {
         ));
     }
     Ok(Report {
-        scenario: "idle",
-        target: adapter.name(),
-        url: adapter.shown_url.clone(),
-        subscribers: None,
-        publishers: None,
-        offered_rate: None,
-        duration_s: usage.wall.as_secs_f64(),
-        sent: None,
-        delivered: None,
-        delivered_per_s: None,
-        expected: None,
-        loss: None,
-        loss_ratio: None,
-        duplicates: None,
-        out_of_order: None,
-        latency_ms: None,
         connect_per_s: connect_per_s.map(|rate| round(rate, 1)),
         server,
-        generator: GeneratorFigures::of(&usage),
         closed_connections: receiving.closes.count(),
         connections: Some(connections as u64),
-        publish_via: None,
-        payload_bytes: None,
-        acked: None,
-        publish_refused: None,
-        publish_refusal: None,
-        failed: None,
-        failure: None,
         closes: receiving.closes.summary(),
         source_addresses: sources.len(),
         notes,
-        saturate: None,
+        ..Report::new(
+            "idle",
+            adapter.name(),
+            adapter.shown_url.clone(),
+            usage.wall.as_secs_f64(),
+            GeneratorFigures::of(&usage),
+        )
     })
 }
 

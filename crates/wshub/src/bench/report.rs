@@ -59,6 +59,53 @@ pub struct Report {
     pub saturate: Option<SaturateFigures>,
 }
 
+impl Report {
+    /// A report of `scenario` with nothing measured yet: each scenario sets what it measures
+    /// (`Report { delivered: …, ..Report::new(…) }`) and the rest stays empty (`null`).
+    pub fn new(
+        scenario: &'static str,
+        target: &'static str,
+        url: String,
+        duration_s: f64,
+        generator: GeneratorFigures,
+    ) -> Report {
+        Report {
+            scenario,
+            target,
+            url,
+            subscribers: None,
+            publishers: None,
+            offered_rate: None,
+            duration_s,
+            sent: None,
+            delivered: None,
+            delivered_per_s: None,
+            expected: None,
+            loss: None,
+            loss_ratio: None,
+            duplicates: None,
+            out_of_order: None,
+            latency_ms: None,
+            connect_per_s: None,
+            server: None,
+            generator,
+            closed_connections: 0,
+            connections: None,
+            publish_via: None,
+            payload_bytes: None,
+            acked: None,
+            publish_refused: None,
+            publish_refusal: None,
+            failed: None,
+            failure: None,
+            closes: Vec::new(),
+            source_addresses: 0,
+            notes: Vec::new(),
+            saturate: None,
+        }
+    }
+}
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Latency {

@@ -120,12 +120,7 @@ impl Hub {
 
     /// Connects and returns the client with its `connection.established` message.
     pub async fn connect(&self, query: &str) -> (Client, Value) {
-        let mut client = Client::connect(&self.ws_url(query)).await.expect("connect");
-        let established = client
-            .next_of_type("connection.established", WAIT)
-            .await
-            .expect("connection.established");
-        (client, established)
+        connect_url(&self.ws_url(query)).await
     }
 
     /// Connects with a token in the query.
@@ -283,4 +278,14 @@ pub fn assert_api_error(what: &str, answer: &(u16, Value), status: u16) {
         body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{what}: error.message is a string in {body}"
     );
+}
+
+/// Connects to a `/ws` URL and returns the client with its `connection.established` message.
+pub async fn connect_url(url: &str) -> (Client, Value) {
+    let mut client = Client::connect(url).await.expect("connect");
+    let established = client
+        .next_of_type("connection.established", WAIT)
+        .await
+        .expect("connection.established");
+    (client, established)
 }

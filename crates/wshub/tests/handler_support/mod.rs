@@ -2,7 +2,7 @@
 //! binary or as a Rust handler inside an embedded hub, and the hub around it.
 #![allow(dead_code)]
 
-use crate::common::{Hub, WAIT, error_code, with_secret};
+use crate::common::{Hub, WAIT, connect_url, error_code, with_secret};
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -303,12 +303,7 @@ impl TestHub {
     }
 
     pub async fn connect(&self, query: &str) -> (Client, Value) {
-        let mut client = Client::connect(&self.ws_url(query)).await.expect("connect");
-        let established = client
-            .next_of_type("connection.established", WAIT)
-            .await
-            .expect("connection.established");
-        (client, established)
+        connect_url(&self.ws_url(query)).await
     }
 
     /// SIGTERM for the binary; the shutdown future for the embedded hub.
