@@ -19,7 +19,7 @@ from pathlib import Path
 
 # Display order, and what each server is.
 SERVERS = {
-    "wshub": "this project: topics, auth, history, per-subscriber queues; publishes via POST /api/publish",
+    "wshub": "this project: topics, auth, history, per-subscriber queues; one WebSocket publisher sending `publish` requests",
     "floor": "bench/peers/floor: handshake + one pre-encoded frame per message to every socket, no protocol",
     "node-ws": "Node.js `ws`, the README's broadcast loop",
     "socketio": "Socket.IO, `io.emit` of every `bench` event (engine.io v4 over WebSocket)",
@@ -244,8 +244,9 @@ def report(folder):
         "- Fan-out: "
         f"{subs:,} subscribers connected to one server; one publisher sends JSON messages "
         '(`{"s":seq,"p":publisher,"t":send_µs,"x":pad}`, 100-byte pad) at the total rate given, for '
-        f"{secs} s after a 1 s warm-up. wshub subscribers subscribe to one topic and the publisher posts to "
-        "`/api/publish`; the peers send every message to every connected client (the publisher's "
+        f"{secs} s after a 1 s warm-up. wshub subscribers subscribe to one topic and the publisher sends "
+        "`publish` requests over its WebSocket (each acknowledged); the peers send every message "
+        "to every connected client (the publisher's "
         "connection included). Latency is from the publisher's send to a subscriber's receipt. "
         "Delivered and loss count the messages published during the measured interval that reached "
         "subscribers before the run ended: a server that has fallen seconds behind (still sending "

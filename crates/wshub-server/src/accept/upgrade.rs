@@ -18,6 +18,8 @@ use crate::transport::{self, CompressionStats, Deflate, UpgradedSocket, accept_k
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::collections::HashMap;
 use std::future::Future;
@@ -144,12 +146,17 @@ where
         .as_ref()
         .and_then(|d| HeaderValue::from_str(&d.params.response()).ok());
     let on_upgrade = hyper::upgrade::on(request);
-    node.shutdown.tasks.spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => serve(UpgradedSocket { upgraded, deflate }).await,
-            Err(error) => tracing::debug!(%error, "upgrade did not complete"),
-        }
-    });
+    // A combinator rather than an `async` block: the block would keep `serve`'s captures
+    // beside the connection's future for its whole life, `then` keeps one or the other.
+    node.shutdown
+        .tasks
+        .spawn(on_upgrade.then(move |upgraded| match upgraded {
+            Ok(upgraded) => Either::Left(serve(UpgradedSocket { upgraded, deflate })),
+            Err(error) => {
+                tracing::debug!(%error, "upgrade did not complete");
+                Either::Right(std::future::ready(()))
+            }
+        }));
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();

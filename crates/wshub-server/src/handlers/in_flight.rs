@@ -31,6 +31,16 @@ pub const MAX_IN_FLIGHT: usize = 8;
 /// The calls of one connection. Dropping it aborts whatever still runs.
 #[derive(Debug)]
 pub(crate) struct InFlight {
+    limit: usize,
+    /// Made at the first call: most connections never make one, and every connection has an
+    /// `InFlight`.
+    active: Option<Box<Active>>,
+    /// `cancel_all` was called: a call started later is cancelled at once.
+    cancelled: bool,
+}
+
+#[derive(Debug)]
+struct Active {
     tasks: JoinSet<()>,
     /// One permit per call; released before the call's reply is queued, so a client that has
     /// seen a reply can always make another call.
@@ -39,7 +49,6 @@ pub(crate) struct InFlight {
     cancel: CancellationToken,
 }
 
-/// No free slot: [`MAX_IN_FLIGHT`] calls are already running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Busy;
 
@@ -68,28 +77,43 @@ pub(crate) struct ReplyTo {
 impl InFlight {
     pub(crate) fn new(limit: usize) -> InFlight {
         InFlight {
-            tasks: JoinSet::new(),
-            slots: Arc::new(Semaphore::new(limit)),
-            cancel: CancellationToken::new(),
+            limit,
+            active: None,
+            cancelled: false,
         }
     }
 
     /// Starts a call if a slot is free. Runs in the caller's tracing span.
     pub(crate) fn start(&mut self, call: Call, reply_to: ReplyTo) -> Result<(), Busy> {
-        let slot = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| Busy)?;
-        let cancel = self.cancel.clone();
-        self.tasks.spawn(run(call, slot, cancel, reply_to).in_current_span());
+        let cancelled = self.cancelled;
+        let active = self.active.get_or_insert_with(|| {
+            let cancel = CancellationToken::new();
+            if cancelled {
+                cancel.cancel();
+            }
+            Box::new(Active {
+                tasks: JoinSet::new(),
+                slots: Arc::new(Semaphore::new(self.limit)),
+                cancel,
+            })
+        });
+        let slot = Arc::clone(&active.slots).try_acquire_owned().map_err(|_| Busy)?;
+        let cancel = active.cancel.clone();
+        active.tasks.spawn(run(call, slot, cancel, reply_to).in_current_span());
         Ok(())
     }
 
     /// Whether no call is running (every call's reply is queued).
     pub(crate) fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.active.as_ref().is_none_or(|a| a.tasks.is_empty())
     }
 
     /// Resolves once a call has finished and queued its reply; never resolves while none runs.
     pub(crate) async fn finished(&mut self) {
-        match self.tasks.join_next().await {
+        let Some(active) = self.active.as_mut() else {
+            return std::future::pending().await;
+        };
+        match active.tasks.join_next().await {
             None => std::future::pending().await,
             Some(Err(error)) if error.is_panic() => {
                 // Handler panics are caught inside the task; this would be a bug in the hub.
@@ -100,8 +124,11 @@ impl InFlight {
     }
 
     /// Asks every running call to stop at once and answer `unavailable`.
-    pub(crate) fn cancel_all(&self) {
-        self.cancel.cancel();
+    pub(crate) fn cancel_all(&mut self) {
+        self.cancelled = true;
+        if let Some(active) = &self.active {
+            active.cancel.cancel();
+        }
     }
 }
 
@@ -270,6 +297,19 @@ mod tests {
         while !calls.is_empty() {
             calls.finished().await;
         }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_set_up_before_the_first_call_and_a_call_after_cancel_all_is_cancelled() {
+        let (mut calls, reply_to, mut rx) = setup(8);
+        assert!(calls.active.is_none() && calls.is_empty());
+        calls.cancel_all();
+        calls
+            .start(call("late", std::future::pending()), reply_to)
+            .expect("slot");
+        assert_eq!(next_reply(&mut rx).await["payload"]["code"], "unavailable");
+        calls.finished().await;
+        assert!(calls.is_empty());
     }
 
     #[tokio::test]

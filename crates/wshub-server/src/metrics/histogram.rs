@@ -73,18 +73,22 @@ impl AtomicHistogram {
     pub fn local(&self) -> LocalHistogram {
         LocalHistogram {
             bounds: self.inner.bounds,
-            counts: vec![0; self.inner.bounds.len() + 1],
+            // Allocated at the first observation: every connection's writer has a few of
+            // these, and an idle one observes nothing.
+            counts: Vec::new(),
             sum_nanos: 0,
         }
     }
 
     /// Adds what `local` gathered, then empties it.
     pub fn merge(&self, local: &mut LocalHistogram) {
-        for (bucket, count) in local.counts.iter_mut().enumerate() {
+        for (bucket, count) in local.counts.iter().enumerate() {
             if *count > 0 {
-                self.inner.counts[bucket].fetch_add(std::mem::take(count), Ordering::Relaxed);
+                self.inner.counts[bucket].fetch_add(*count, Ordering::Relaxed);
             }
         }
+        // Allocated again at the next observation: an idle writer keeps no counts.
+        local.counts = Vec::new();
         self.inner
             .sum_nanos
             .fetch_add(std::mem::take(&mut local.sum_nanos), Ordering::Relaxed);
@@ -172,12 +176,21 @@ pub struct LocalHistogram {
 impl LocalHistogram {
     /// Records one value locally.
     pub fn observe(&mut self, value: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; self.bounds.len() + 1];
+        }
         self.counts[bucket_of(self.bounds, value)] += 1;
         self.sum_nanos = self.sum_nanos.saturating_add(scaled(value));
     }
 
     /// Moves everything `other` holds into this one (same buckets), emptying `other`.
     pub fn absorb(&mut self, other: &mut LocalHistogram) {
+        if self.counts.is_empty() {
+            // Nothing here yet: take `other`'s counts as they are.
+            std::mem::swap(&mut self.counts, &mut other.counts);
+            self.sum_nanos = std::mem::take(&mut other.sum_nanos);
+            return;
+        }
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter_mut()) {
             *mine += std::mem::take(theirs);
         }

@@ -74,7 +74,7 @@ pub async fn serve(node: Arc<Node>, socket: UpgradedSocket, slot: ConnectionSlot
     let config = SocketConfig {
         max_message_size: MAX_SUBSCRIPTION_BYTES,
     };
-    let (mut reader, mut writer) = transport::from_upgraded(socket, config).await;
+    let (mut reader, mut writer) = transport::from_upgraded(socket, config);
     let ws = &node.config.websocket;
     let write_timeout = ws.write_timeout;
     let mut selection = Selection::all();

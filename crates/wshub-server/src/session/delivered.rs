@@ -6,24 +6,30 @@
 
 use super::outbox::{StreamMark, SubscriptionSlot};
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The last offset written per subscription slot. Shared by a session and its writer.
+///
+/// A connection has a handful of subscriptions, so a short list searched in order beats a
+/// hash map here: the writer updates it after every flush.
 #[derive(Debug, Clone, Default)]
 pub struct Delivered {
-    slots: Arc<Mutex<HashMap<SubscriptionSlot, u64>>>,
+    slots: Arc<Mutex<Vec<(SubscriptionSlot, u64)>>>,
 }
 
 impl Delivered {
     /// A subscription starts: everything up to `offset` counts as delivered.
     pub fn start(&self, slot: SubscriptionSlot, offset: u64) {
-        self.slots.lock().insert(slot, offset);
+        let mut slots = self.slots.lock();
+        match slots.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, last)) => *last = offset,
+            None => slots.push((slot, offset)),
+        }
     }
 
     /// A subscription ended; events of it still queued are no longer tracked.
     pub fn stop(&self, slot: SubscriptionSlot) {
-        self.slots.lock().remove(&slot);
+        self.slots.lock().retain(|(s, _)| *s != slot);
     }
 
     /// Events were written (one lock per flushed batch, not per event).
@@ -33,7 +39,7 @@ impl Delivered {
         }
         let mut slots = self.slots.lock();
         for mark in marks {
-            if let Some(offset) = slots.get_mut(&mark.slot) {
+            if let Some((_, offset)) = slots.iter_mut().find(|(s, _)| *s == mark.slot) {
                 *offset = mark.offset;
             }
         }
@@ -41,7 +47,8 @@ impl Delivered {
 
     /// The last offset written for a subscription.
     pub fn get(&self, slot: SubscriptionSlot) -> Option<u64> {
-        self.slots.lock().get(&slot).copied()
+        let slots = self.slots.lock();
+        slots.iter().find(|(s, _)| *s == slot).map(|(_, offset)| *offset)
     }
 }
 

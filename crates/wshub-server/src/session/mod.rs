@@ -35,6 +35,7 @@ use outbox::{Closer, Outbox, Outgoing};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 use subscribe::Subscription;
@@ -98,13 +99,32 @@ pub(crate) struct Session {
     errors_sent: std::sync::atomic::AtomicU64,
 }
 
-/// Serves one upgraded connection until it closes.
-pub async fn run(node: Arc<Node>, socket: UpgradedSocket, params: ConnectParams, slot: ConnectionSlot) {
+/// When the read loop has to act even if the client sends nothing.
+struct Deadlines {
+    /// No frame by then: the client is gone (4000).
+    heartbeat: Instant,
+    /// Not authenticated by then: 4001 (only while there is no identity).
+    auth: Option<Instant>,
+    /// Draining for a shutdown: handler calls still running then are cancelled.
+    drain: Option<Instant>,
+}
+
+/// Serves one upgraded connection until it closes: sets it up, spawns its writer and returns
+/// the session's future.
+///
+/// Not an `async fn`: its arguments would stay in the future for the connection's whole life
+/// (twice over), and every connection's task holds that future.
+pub fn run(
+    node: Arc<Node>,
+    socket: UpgradedSocket,
+    params: ConnectParams,
+    slot: ConnectionSlot,
+) -> impl Future<Output = ()> + Send + 'static {
     let ws = &node.config.websocket;
     let socket_config = SocketConfig {
         max_message_size: ws.max_message_size.as_usize(),
     };
-    let (reader, writer) = transport::from_upgraded(socket, socket_config).await;
+    let (reader, writer) = transport::from_upgraded(socket, socket_config);
     let closer = Closer::default();
     let (outbox, queue) = outbox::outbox(ws.outbound_queue, ws.outbound_queue_bytes.as_usize(), closer.clone());
     let writer_config = writer::WriterConfig {
@@ -146,22 +166,19 @@ pub async fn run(node: Arc<Node>, socket: UpgradedSocket, params: ConnectParams,
     };
     node.metrics.connection_opened();
     let opened = Instant::now();
+    // The handshake's and the close's work are boxed, and so is each message's handling in
+    // the read loop: an idle connection's task then holds only what waiting for the next
+    // frame needs (a few hundred bytes) rather than the largest of those futures.
+    let params = Box::new(params);
+    let mut reader = reader;
     async move {
-        session.open(params).await;
-        session.read_loop(reader).await;
-        // Nobody is left to read what the calls would answer.
-        session.calls.cancel_all();
-        let subscriptions = session.leave_all().await;
-        if writer.await.is_err() {
-            tracing::warn!("connection writer panicked");
-        }
-        let code = session.closer.reason().map_or(CloseCode::Normal, |r| r.code);
-        session.node.metrics.connection_closed(code, opened.elapsed());
-        session.finish(subscriptions).await;
+        Box::pin(session.open(*params)).await;
+        session.read_loop(&mut reader).await;
+        drop(reader);
+        Box::pin(session.close_down(writer, opened)).await;
         drop(slot);
     }
     .instrument(span)
-    .await;
 }
 
 impl Session {
@@ -245,31 +262,33 @@ impl Session {
         self.token_changed = true;
     }
 
-    async fn read_loop(&mut self, mut reader: WsReader) {
+    async fn read_loop(&mut self, reader: &mut WsReader) {
         let config = &self.node.config;
         let pong_wait = config.websocket.pong_wait;
-        let heartbeat = sleep_until(Instant::now() + pong_wait);
-        tokio::pin!(heartbeat);
-        let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-        let auth_deadline = if self.identity.is_none() {
-            Instant::now() + config.auth.auth_timeout
-        } else {
-            far_future
+        // One timer serves every deadline of the connection (heartbeat, auth, token expiry,
+        // the shutdown's drain). It is moved earlier when a deadline comes closer, but never
+        // later: a frame pushes the heartbeat deadline back by just noting when it came, and a
+        // timer that fires early is set again. So a busy connection does not touch the timer
+        // wheel per frame, and an idle one holds one timer instead of four.
+        let mut deadlines = Deadlines {
+            heartbeat: Instant::now() + pong_wait,
+            auth: self
+                .identity
+                .is_none()
+                .then(|| Instant::now() + config.auth.auth_timeout),
+            drain: None,
         };
-        let auth_timer = sleep_until(auth_deadline);
-        tokio::pin!(auth_timer);
-        let token_timer = sleep_until(far_future);
-        tokio::pin!(token_timer);
+        let timer = sleep_until(self.next_deadline(&deadlines));
+        tokio::pin!(timer);
         // While draining, the connection stays open until its handler calls have answered,
         // or until the shutdown's deadline, when the calls still running answer `unavailable`.
         let mut draining = false;
-        let drain_deadline = sleep_until(far_future);
-        tokio::pin!(drain_deadline);
         loop {
-            if std::mem::take(&mut self.token_changed) {
-                token_timer
-                    .as_mut()
-                    .reset(self.token_clock.deadline().unwrap_or(far_future));
+            if std::mem::take(&mut self.token_changed) || deadlines.drain.is_some() {
+                let due = self.next_deadline(&deadlines);
+                if due < timer.deadline() {
+                    timer.as_mut().reset(due);
+                }
             }
             let frame = tokio::select! {
                 biased;
@@ -281,8 +300,7 @@ impl Session {
                         return;
                     }
                     draining = true;
-                    let deadline = self.node.shutdown.deadline().unwrap_or_else(Instant::now);
-                    drain_deadline.as_mut().reset(deadline);
+                    deadlines.drain = Some(self.node.shutdown.deadline().unwrap_or_else(Instant::now));
                     continue;
                 }
                 () = self.calls.finished(), if !self.calls.is_empty() => {
@@ -292,46 +310,23 @@ impl Session {
                     }
                     continue;
                 }
-                () = &mut drain_deadline, if draining => {
-                    // Each cancelled call answers `unavailable`; the branch above then closes.
-                    self.calls.cancel_all();
-                    drain_deadline.as_mut().reset(far_future);
-                    continue;
-                }
-                () = &mut heartbeat => {
-                    self.closer.close(CloseCode::Heartbeat, "heartbeat timeout");
-                    return;
-                }
-                () = &mut token_timer, if self.token_clock.deadline().is_some() => {
-                    let grace = self.node.config.auth.refresh_grace;
-                    match self.token_clock.on_deadline(grace, Instant::now()) {
-                        expiry::Expiry::Expired => {
-                            let message = format!("token expired; send auth with a fresh token within {}", humantime::format_duration(grace));
-                            self.send_error(None, ErrorCode::TokenExpired, &message);
-                            self.token_changed = true;
-                        }
-                        expiry::Expiry::Close => {
-                            self.closer.close(CloseCode::TokenExpired, "token expired");
-                            return;
-                        }
+                () = &mut timer => {
+                    if self.on_timer(&mut deadlines, Instant::now()).is_break() {
+                        return;
                     }
+                    timer.as_mut().reset(self.next_deadline(&deadlines));
                     continue;
-                }
-                () = &mut auth_timer, if self.identity.is_none() => {
-                    self.send_error(None, ErrorCode::Unauthorized, "no auth message within auth_timeout");
-                    self.closer.close(CloseCode::Unauthorized, "auth timeout");
-                    return;
                 }
                 frame = reader.next() => frame,
             };
-            heartbeat.as_mut().reset(Instant::now() + pong_wait);
+            deadlines.heartbeat = Instant::now() + pong_wait;
             match frame {
                 None => {
                     self.closer.close(CloseCode::Abnormal, "connection lost");
                     return;
                 }
-                Some(Ok(Inbound::Text(bytes))) => self.handle_text(&bytes).await,
-                Some(Ok(Inbound::Binary(bytes))) => self.handle_binary(bytes).await,
+                Some(Ok(Inbound::Text(bytes))) => Box::pin(self.handle_text(&bytes)).await,
+                Some(Ok(Inbound::Binary(bytes))) => Box::pin(self.handle_binary(bytes)).await,
                 Some(Ok(Inbound::Heartbeat)) => {}
                 Some(Ok(Inbound::Close(code))) => {
                     tracing::debug!(?code, "client closed");
@@ -345,6 +340,78 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The earliest of the connection's deadlines.
+    fn next_deadline(&self, deadlines: &Deadlines) -> Instant {
+        let auth = deadlines.auth.filter(|_| self.identity.is_none());
+        [
+            Some(deadlines.heartbeat),
+            auth,
+            self.token_clock.deadline(),
+            deadlines.drain,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(deadlines.heartbeat)
+    }
+
+    /// The timer fired: acts on every deadline that has passed, in order of precedence.
+    /// `Break` when the connection is to close.
+    fn on_timer(&mut self, deadlines: &mut Deadlines, now: Instant) -> ControlFlow<()> {
+        if now >= deadlines.heartbeat {
+            self.closer.close(CloseCode::Heartbeat, "heartbeat timeout");
+            return ControlFlow::Break(());
+        }
+        if let Some(deadline) = self.token_clock.deadline()
+            && now >= deadline
+        {
+            let grace = self.node.config.auth.refresh_grace;
+            match self.token_clock.on_deadline(grace, now) {
+                expiry::Expiry::Expired => {
+                    let message = format!(
+                        "token expired; send auth with a fresh token within {}",
+                        humantime::format_duration(grace)
+                    );
+                    self.send_error(None, ErrorCode::TokenExpired, &message);
+                }
+                expiry::Expiry::Close => {
+                    self.closer.close(CloseCode::TokenExpired, "token expired");
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        if let Some(deadline) = deadlines.auth
+            && self.identity.is_none()
+            && now >= deadline
+        {
+            self.send_error(None, ErrorCode::Unauthorized, "no auth message within auth_timeout");
+            self.closer.close(CloseCode::Unauthorized, "auth timeout");
+            return ControlFlow::Break(());
+        }
+        if let Some(deadline) = deadlines.drain
+            && now >= deadline
+        {
+            // Each cancelled call answers `unavailable`; the `finished` branch then closes.
+            self.calls.cancel_all();
+            deadlines.drain = None;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Once reading stopped: leaves the topics, waits for the writer to send what it owes and
+    /// the close frame, and finishes.
+    async fn close_down(&mut self, writer: tokio::task::JoinHandle<()>, opened: Instant) {
+        // Nobody is left to read what the calls would answer.
+        self.calls.cancel_all();
+        let subscriptions = self.leave_all().await;
+        if writer.await.is_err() {
+            tracing::warn!("connection writer panicked");
+        }
+        let code = self.closer.reason().map_or(CloseCode::Normal, |r| r.code);
+        self.node.metrics.connection_closed(code, opened.elapsed());
+        self.finish(subscriptions).await;
     }
 
     /// Leaves every topic at once (no more events are queued), returning how far each

@@ -12,10 +12,11 @@ use super::delivered::Delivered;
 use super::outbox::{CloseReason, Closer, OutboxReceiver, Outgoing, StreamMark};
 use crate::metrics::{Metrics, WRITER_FOLD_AFTER, WriterBatch, monotonic_micros};
 use crate::transport::{OutFrame, WriteError, WsWriter};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::error::Elapsed;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 use wshub_protocol::CloseCode;
 
 /// Most frames gathered into one flush, so one busy connection cannot hold its
@@ -35,81 +36,126 @@ pub struct WriterConfig {
 
 /// Runs until the connection closes; returns once the close frame went out (or gave up).
 /// Every event flushed to the socket is recorded in `delivered`.
-pub async fn run(
-    ws: WsWriter,
-    queue: OutboxReceiver,
-    closer: Closer,
-    delivered: Delivered,
-    config: WriterConfig,
-    metrics: Arc<Metrics>,
-) {
-    let mut batch = metrics.writer_batch();
-    write_until_closed(ws, queue, closer, delivered, config, &metrics, &mut batch).await;
-    metrics.fold_now(&mut batch);
-}
-
-async fn write_until_closed(
+///
+/// Not an `async fn`, and the loops below take references: an `async fn` keeps its
+/// arguments in its future for its whole life, twice over, and every connection holds one.
+pub fn run(
     mut ws: WsWriter,
     mut queue: OutboxReceiver,
     closer: Closer,
     delivered: Delivered,
     config: WriterConfig,
+    metrics: Arc<Metrics>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let mut batch = metrics.writer_batch();
+    async move {
+        write_until_closed(&mut ws, &mut queue, &closer, &delivered, config, &metrics, &mut batch).await;
+        metrics.fold_now(&mut batch);
+    }
+}
+
+async fn write_until_closed(
+    ws: &mut WsWriter,
+    queue: &mut OutboxReceiver,
+    closer: &Closer,
+    delivered: &Delivered,
+    config: WriterConfig,
     metrics: &Metrics,
     batch: &mut WriterBatch,
 ) {
+    // What this task holds while the connection is idle is kept small: the futures of a write
+    // in progress are boxed (allocated only while writing), and the waits below are made once
+    // rather than on every turn of the loop.
+    let mut items = VecDeque::new();
     let mut marks = Vec::new();
-    // Counts that `Metrics::fold` left in the batch are folded by this timer at the latest,
-    // so an idle connection never holds them back; it runs only while some are waiting.
-    let fold_timer = sleep_until(Instant::now());
-    tokio::pin!(fold_timer);
-    let mut fold_armed = false;
-    let mut ping = interval_at(Instant::now() + config.ping_period, config.ping_period);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let closing = closer.closing();
+    tokio::pin!(closing);
+    // One timer for the heartbeat Ping and for folding counts: `Metrics::fold` may leave some
+    // in the batch, and they are folded by `fold_due` at the latest, so an idle connection
+    // never holds them back.
+    let mut next_ping = Instant::now() + config.ping_period;
+    let mut fold_due: Option<Instant> = None;
+    let timer = sleep_until(next_ping);
+    tokio::pin!(timer);
+    let mut control_wanted = Box::pin(ws.control_wanted());
     loop {
         let result = tokio::select! {
             biased;
-            () = closer.closing() => break,
-            item = queue.recv() => match item {
+            () = &mut closing => break,
+            open = queue.recv_many(&mut items, MAX_BATCH) => {
+                if !open {
+                    break;
+                }
                 // The write is polled first: a frame taken off the queue just before a close
                 // was requested (a reply, then 1001) is still written when the socket takes it.
                 // Only a blocked write is abandoned for a close (e.g. this client's queue
                 // overflowed while the socket was blocked): it must not wait for the write.
-                Some(item) => tokio::select! {
+                let write = Box::pin(timeout(config.write_timeout, write_batch(ws, &mut items, &mut marks, batch)));
+                let written = tokio::select! {
                     biased;
-                    written = timeout(config.write_timeout, write_batch(&mut ws, item, &mut queue, &mut marks, batch)) => {
-                        if matches!(written, Ok(Ok(()))) {
-                            delivered.record(&marks);
-                            count_flushed(metrics, &marks, batch);
-                            if batch.has_unfolded() && !fold_armed {
-                                fold_timer.as_mut().reset(Instant::now() + WRITER_FOLD_AFTER);
-                                fold_armed = true;
-                            }
+                    written = write => written,
+                    () = &mut closing => break,
+                };
+                if matches!(written, Ok(Ok(()))) {
+                    delivered.record(&marks);
+                    count_flushed(metrics, &marks, batch);
+                    if batch.has_unfolded() && fold_due.is_none() {
+                        let due = Instant::now() + WRITER_FOLD_AFTER;
+                        fold_due = Some(due);
+                        if due < timer.deadline() {
+                            timer.as_mut().reset(due);
                         }
-                        marks.clear();
-                        written
                     }
-                    () = closer.closing() => break,
-                },
-                None => break,
+                }
+                marks.clear();
+                written
             },
-            () = &mut fold_timer, if fold_armed => {
-                metrics.fold_now(batch);
-                fold_armed = false;
-                continue;
+            () = &mut timer => {
+                let now = Instant::now();
+                if fold_due.is_some_and(|due| now >= due) {
+                    metrics.fold_now(batch);
+                    fold_due = None;
+                }
+                let result = if now >= next_ping {
+                    next_ping = now + config.ping_period;
+                    Box::pin(timeout(config.write_timeout, async {
+                        ws.feed(OutFrame::Ping).await?;
+                        ws.flush().await
+                    }))
+                    .await
+                } else {
+                    Ok(Ok(()))
+                };
+                timer.as_mut().reset(fold_due.map_or(next_ping, |due| due.min(next_ping)));
+                result
             }
-            _ = ping.tick() => timeout(config.write_timeout, async {
-                ws.feed(OutFrame::Ping).await?;
-                ws.flush().await
-            }).await,
             // A Pong owed to the client's Ping (frames flushed above carry it too).
-            () = ws.control_wanted() => timeout(config.write_timeout, ws.flush()).await,
+            () = &mut control_wanted => {
+                control_wanted = Box::pin(ws.control_wanted());
+                Box::pin(timeout(config.write_timeout, ws.flush())).await
+            }
         };
-        match after_write(result, &closer) {
+        match after_write(result, closer) {
             AfterWrite::Continue => {}
             AfterWrite::Lost => return,
             AfterWrite::TooSlow => break,
         }
     }
+    Box::pin(close(ws, queue, items, closer, delivered, config, metrics, batch)).await;
+}
+
+/// Ends the connection once the loop stopped: flushes what is owed, then the close frame.
+#[allow(clippy::too_many_arguments)]
+async fn close(
+    ws: &mut WsWriter,
+    queue: &mut OutboxReceiver,
+    mut items: VecDeque<Outgoing>,
+    closer: &Closer,
+    delivered: &Delivered,
+    config: WriterConfig,
+    metrics: &Metrics,
+    batch: &mut WriterBatch,
+) {
     let reason = closer.final_reason();
     match reason.code {
         // The peer is gone: nothing can be flushed and no close handshake is possible.
@@ -117,13 +163,15 @@ async fn write_until_closed(
         // A slow consumer's backlog is dropped; its close frame gets a short grace.
         CloseCode::SlowConsumer => {
             queue.discard();
-            send_close(&mut ws, &reason).await;
+            send_close(ws, &reason).await;
         }
-        // Replies and events already queued are owed to the client: send them first.
+        // Replies and events already queued are owed to the client (those of an abandoned
+        // batch first): send them.
         _ => {
+            let mut marks = Vec::new();
             let flushed = timeout(config.write_timeout, async {
-                while let Some(item) = queue.try_recv() {
-                    feed(&mut ws, item, &mut marks, batch).await?;
+                while let Some(item) = items.pop_front().or_else(|| queue.try_recv()) {
+                    feed(ws, item, &mut marks, batch).await?;
                 }
                 ws.flush().await
             })
@@ -135,7 +183,7 @@ async fn write_until_closed(
                 batch.lost();
                 tracing::debug!("could not flush the queue before closing");
             }
-            send_close(&mut ws, &reason).await;
+            send_close(ws, &reason).await;
         }
     }
 }
@@ -210,17 +258,19 @@ async fn feed(
     }
 }
 
+/// Feeds `items` (taken off the queue together) and flushes them in one write. Items are
+/// taken off `items` only as they are fed, so an abandoned batch leaves the rest there.
 async fn write_batch(
     ws: &mut WsWriter,
-    first: Outgoing,
-    queue: &mut OutboxReceiver,
+    items: &mut VecDeque<Outgoing>,
     marks: &mut Vec<StreamMark>,
     batch: &mut WriterBatch,
 ) -> Result<(), WriteError> {
-    feed(ws, first, marks, batch).await?;
-    for _ in 1..MAX_BATCH {
-        let Some(item) = queue.try_recv() else { break };
+    while let Some(item) = items.pop_front() {
         feed(ws, item, marks, batch).await?;
     }
+    // The queue's buffer came with the batch (`OutboxReceiver::recv_many`): free it, so an
+    // idle connection keeps none.
+    *items = VecDeque::new();
     ws.flush().await
 }

@@ -44,7 +44,7 @@ pub(super) async fn run(node: Arc<Node>, socket: UpgradedSocket, stream: StreamC
     let socket_config = SocketConfig {
         max_message_size: ws.max_message_size.as_usize(),
     };
-    let (reader, ws_writer) = transport::from_upgraded(socket, socket_config).await;
+    let (reader, ws_writer) = transport::from_upgraded(socket, socket_config);
     let closer = Closer::default();
     let writer_config = WriterConfig {
         ping_period: ws.ping_period,

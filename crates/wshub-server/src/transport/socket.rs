@@ -66,7 +66,7 @@ pub struct UpgradedSocket {
 }
 
 /// Frames an upgraded connection as a server-side WebSocket and splits it into its halves.
-pub async fn from_upgraded(socket: UpgradedSocket, config: SocketConfig) -> (WsReader, WsWriter) {
+pub fn from_upgraded(socket: UpgradedSocket, config: SocketConfig) -> (WsReader, WsWriter) {
     let (read, write, leftover) = match socket.upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (read, write) = parts.io.into_inner().into_split();

@@ -285,6 +285,7 @@ impl Traffic {
             until,
             ends: window_end,
             rate: rate / f64::from(self.streams.max(1)),
+            streams: self.streams,
         }));
 
         progress.start("measuring", (warmup + duration).as_millis() as u64);

@@ -61,10 +61,7 @@ pub async fn publish_http(lane: HttpLane, stream: u32, shared: Arc<Shared>, mut 
             }
             continue;
         };
-        let due_at = Duration::try_from_secs_f64(sent_in_plan as f64 / current.rate)
-            .ok()
-            .and_then(|offset| current.start.checked_add(offset))
-            .unwrap_or(current.ends);
+        let due_at = current.due_at(stream, sent_in_plan);
         tokio::select! {
             () = shared.stop.cancelled() => return,
             changed = plans.changed() => {

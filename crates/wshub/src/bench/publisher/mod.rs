@@ -40,6 +40,25 @@ pub struct Plan {
     pub ends: Instant,
     /// Messages per second, per stream.
     pub rate: f64,
+    /// How many streams share the rate. Their schedules are staggered evenly, so the hub sees
+    /// one even stream of messages rather than bursts of one message per stream.
+    pub streams: u32,
+}
+
+impl Plan {
+    /// Where `stream`'s schedule starts within one period, as a fraction of it (0 ≤ phase < 1).
+    fn phase(&self, stream: u32) -> f64 {
+        f64::from(stream % self.streams.max(1)) / f64::from(self.streams.max(1))
+    }
+
+    /// When `stream`'s message number `index` (from 0) falls due: `(index + phase) / rate`
+    /// after the start, or the plan's end if that is not representable.
+    pub fn due_at(&self, stream: u32, index: u64) -> Instant {
+        Duration::try_from_secs_f64((index as f64 + self.phase(stream)) / self.rate)
+            .ok()
+            .and_then(|offset| self.start.checked_add(offset))
+            .unwrap_or(self.ends)
+    }
 }
 
 /// Counts every publisher adds to.
@@ -133,10 +152,13 @@ pub struct Shared {
     pub stop: CancellationToken,
 }
 
-/// Messages of `plan` due by now and not yet sent.
-fn due(plan: &Plan, sent: u64) -> u64 {
-    let owed = (plan.start.elapsed().as_secs_f64() * plan.rate).floor() as u64;
-    owed.saturating_sub(sent)
+/// Messages of `stream` in `plan` due by now and not yet sent.
+fn due(plan: &Plan, stream: u32, sent: u64) -> u64 {
+    let periods = plan.start.elapsed().as_secs_f64() * plan.rate - plan.phase(stream);
+    if periods < 0.0 {
+        return 0;
+    }
+    (periods.floor() as u64 + 1).saturating_sub(sent)
 }
 
 #[cfg(test)]
@@ -152,10 +174,32 @@ mod tests {
             until: u64::MAX,
             ends: Instant::now() + Duration::from_secs(60),
             rate: 1000.0,
+            streams: 1,
         };
-        let owed = due(&plan, 0);
+        let owed = due(&plan, 0, 0);
         assert!((500..600).contains(&owed), "{owed}");
-        assert_eq!(due(&plan, 10_000), 0, "never negative");
+        assert_eq!(due(&plan, 0, 10_000), 0, "never negative");
+    }
+
+    #[test]
+    fn streams_are_staggered_over_one_period() {
+        let start = Instant::now();
+        let plan = Plan {
+            step: 1,
+            start,
+            from: 0,
+            until: u64::MAX,
+            ends: start + Duration::from_secs(60),
+            rate: 10.0,
+            streams: 4,
+        };
+        let firsts: Vec<Duration> = (0..4).map(|s| plan.due_at(s, 0) - start).collect();
+        assert_eq!(
+            firsts,
+            [0, 25, 50, 75].map(Duration::from_millis),
+            "four streams at 10/s each make one message every 25 ms"
+        );
+        assert_eq!(plan.due_at(1, 2) - start, Duration::from_millis(225));
     }
 
     #[test]

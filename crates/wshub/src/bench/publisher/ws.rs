@@ -105,7 +105,7 @@ impl Publisher {
         } else {
             MAX_BURST
         };
-        let due = due(plan, self.sent_in_plan).min(MAX_BURST).min(room);
+        let due = due(plan, self.stream, self.sent_in_plan).min(MAX_BURST).min(room);
         let (mut sent, mut in_window) = (0, 0);
         for _ in 0..due {
             let now = shared.clock.now_micros();
