@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::Notify;
 use wshub_broker::Publication;
@@ -39,6 +39,9 @@ pub struct Closer {
 struct CloserInner {
     reason: OnceLock<CloseReason>,
     requested: Notify,
+    /// The connection's writer, which checks for a close on every wake-up: a waker is cheaper
+    /// to poll than a `Notify`.
+    writer: AtomicWaker,
 }
 
 impl Closer {
@@ -54,6 +57,7 @@ impl Closer {
             .is_ok()
         {
             self.inner.requested.notify_waiters();
+            self.inner.writer.wake();
         }
     }
 
@@ -74,6 +78,19 @@ impl Closer {
     /// Whether a close was requested.
     pub fn is_closing(&self) -> bool {
         self.inner.reason.get().is_some()
+    }
+
+    /// [`closing`](Self::closing) as a poll, for the connection's writer only (one task; it
+    /// is the one waker kept).
+    pub fn poll_closing_for_writer(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_closing() {
+            return Poll::Ready(());
+        }
+        self.inner.writer.register(cx.waker());
+        if self.is_closing() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
     /// Resolves once a close is requested.
@@ -399,21 +416,23 @@ impl OutboxReceiver {
     /// Returns `false` (and moves nothing) once nothing more can ever be queued: every
     /// [`Outbox`] is gone and the queue is empty.
     pub async fn recv_many(&mut self, batch: &mut VecDeque<Outgoing>, max: usize) -> bool {
-        std::future::poll_fn(|cx| {
-            if self.take(batch, max) > 0 {
-                return Poll::Ready(true);
-            }
-            self.shared.writer.register(cx.waker());
-            // Checked again after registering: a push in between woke the old waker.
-            if self.take(batch, max) > 0 {
-                return Poll::Ready(true);
-            }
-            if self.shared.senders.load(Ordering::Acquire) == 0 {
-                return Poll::Ready(false);
-            }
-            Poll::Pending
-        })
-        .await
+        std::future::poll_fn(|cx| self.poll_recv_many(cx, batch, max)).await
+    }
+
+    /// [`recv_many`](Self::recv_many) as a poll.
+    pub fn poll_recv_many(&mut self, cx: &mut Context<'_>, batch: &mut VecDeque<Outgoing>, max: usize) -> Poll<bool> {
+        if self.take(batch, max) > 0 {
+            return Poll::Ready(true);
+        }
+        self.shared.writer.register(cx.waker());
+        // Checked again after registering: a push in between woke the old waker.
+        if self.take(batch, max) > 0 {
+            return Poll::Ready(true);
+        }
+        if self.shared.senders.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(false);
+        }
+        Poll::Pending
     }
 
     /// The next queued frame; `None` when every sender is gone.

@@ -14,6 +14,7 @@ use crate::metrics::{Metrics, WRITER_FOLD_AFTER, WriterBatch, monotonic_micros};
 use crate::transport::{OutFrame, WriteError, WsWriter};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::error::Elapsed;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -54,6 +55,42 @@ pub fn run(
     }
 }
 
+/// What woke the writer.
+enum Wake {
+    /// A close was requested.
+    Closing,
+    /// Items were taken off the queue.
+    Queued,
+    /// Nothing more can ever be queued.
+    QueueEnded,
+    /// The reader left a Pong to send, or saw the client's Close.
+    Control,
+    /// The timer: a Ping, or counts to fold.
+    Timer,
+}
+
+/// The next thing for the writer to do, in order of precedence. Every source is an atomic
+/// and a waker, so a writer woken for each event checks them all cheaply.
+fn poll_wake(
+    cx: &mut Context<'_>,
+    closer: &Closer,
+    queue: &mut OutboxReceiver,
+    // `&mut` only so that the future holding it is `Send` (`WsWriter` is not `Sync`).
+    ws: &mut WsWriter,
+    items: &mut VecDeque<Outgoing>,
+) -> Poll<Wake> {
+    if closer.poll_closing_for_writer(cx).is_ready() {
+        return Poll::Ready(Wake::Closing);
+    }
+    if let Poll::Ready(open) = queue.poll_recv_many(cx, items, MAX_BATCH) {
+        return Poll::Ready(if open { Wake::Queued } else { Wake::QueueEnded });
+    }
+    if ws.poll_control_wanted(cx).is_ready() {
+        return Poll::Ready(Wake::Control);
+    }
+    Poll::Pending
+}
+
 async fn write_until_closed(
     ws: &mut WsWriter,
     queue: &mut OutboxReceiver,
@@ -64,12 +101,9 @@ async fn write_until_closed(
     batch: &mut WriterBatch,
 ) {
     // What this task holds while the connection is idle is kept small: the futures of a write
-    // in progress are boxed (allocated only while writing), and the waits below are made once
-    // rather than on every turn of the loop.
+    // the socket did not take at once are boxed (allocated only while it waits).
     let mut items = VecDeque::new();
     let mut marks = Vec::new();
-    let closing = closer.closing();
-    tokio::pin!(closing);
     // One timer for the heartbeat Ping and for folding counts: `Metrics::fold` may leave some
     // in the batch, and they are folded by `fold_due` at the latest, so an idle connection
     // never holds them back.
@@ -77,24 +111,35 @@ async fn write_until_closed(
     let mut fold_due: Option<Instant> = None;
     let timer = sleep_until(next_ping);
     tokio::pin!(timer);
-    let mut control_wanted = Box::pin(ws.control_wanted());
     loop {
-        let result = tokio::select! {
+        let wake = tokio::select! {
             biased;
-            () = &mut closing => break,
-            open = queue.recv_many(&mut items, MAX_BATCH) => {
-                if !open {
-                    break;
-                }
-                // The write is polled first: a frame taken off the queue just before a close
-                // was requested (a reply, then 1001) is still written when the socket takes it.
-                // Only a blocked write is abandoned for a close (e.g. this client's queue
-                // overflowed while the socket was blocked): it must not wait for the write.
-                let write = Box::pin(timeout(config.write_timeout, write_batch(ws, &mut items, &mut marks, batch)));
-                let written = tokio::select! {
-                    biased;
-                    written = write => written,
-                    () = &mut closing => break,
+            wake = std::future::poll_fn(|cx| poll_wake(cx, closer, queue, ws, &mut items)) => wake,
+            () = &mut timer => Wake::Timer,
+        };
+        let result = match wake {
+            Wake::Closing | Wake::QueueEnded => break,
+            Wake::Queued => {
+                // Most of the time the socket takes the whole batch at once: no future, no
+                // timer. Only what it leaves is written under `write_timeout`, and that write
+                // is abandoned for a close (e.g. this client's queue overflowed while the
+                // socket was blocked): a close must not wait for it. A frame taken off the
+                // queue just before a close was requested (a reply, then 1001) is still written
+                // when the socket takes it.
+                let written = match write_now(ws, &mut items, &mut marks, batch) {
+                    Ok(true) => Ok(Ok(())),
+                    Ok(false) => {
+                        let write = Box::pin(timeout(
+                            config.write_timeout,
+                            write_batch(ws, &mut items, &mut marks, batch),
+                        ));
+                        tokio::select! {
+                            biased;
+                            written = write => written,
+                            () = std::future::poll_fn(|cx| closer.poll_closing_for_writer(cx)) => break,
+                        }
+                    }
+                    Err(error) => Ok(Err(error)),
                 };
                 if matches!(written, Ok(Ok(()))) {
                     delivered.record(&marks);
@@ -109,8 +154,8 @@ async fn write_until_closed(
                 }
                 marks.clear();
                 written
-            },
-            () = &mut timer => {
+            }
+            Wake::Timer => {
                 let now = Instant::now();
                 if fold_due.is_some_and(|due| now >= due) {
                     metrics.fold_now(batch);
@@ -130,10 +175,7 @@ async fn write_until_closed(
                 result
             }
             // A Pong owed to the client's Ping (frames flushed above carry it too).
-            () = &mut control_wanted => {
-                control_wanted = Box::pin(ws.control_wanted());
-                Box::pin(timeout(config.write_timeout, ws.flush())).await
-            }
+            Wake::Control => Box::pin(timeout(config.write_timeout, ws.flush())).await,
         };
         match after_write(result, closer) {
             AfterWrite::Continue => {}
@@ -142,6 +184,29 @@ async fn write_until_closed(
         }
     }
     Box::pin(close(ws, queue, items, closer, delivered, config, metrics, batch)).await;
+}
+
+/// Feeds `items` and writes them without waiting. `Ok(true)` when all of it went out;
+/// `Ok(false)` when the socket did not take everything: what was fed stays buffered in `ws`
+/// and the rest in `items`, for [`write_batch`] to finish.
+fn write_now(
+    ws: &mut WsWriter,
+    items: &mut VecDeque<Outgoing>,
+    marks: &mut Vec<StreamMark>,
+    batch: &mut WriterBatch,
+) -> Result<bool, WriteError> {
+    while ws.can_feed_now() {
+        let Some(item) = items.pop_front() else {
+            // Everything is fed: the queue's buffer came with the batch, free it.
+            *items = VecDeque::new();
+            return ws.try_flush_now();
+        };
+        ws.feed_now(counted(item, marks, batch));
+        if !ws.can_feed_now() && !ws.try_write_now()? {
+            return Ok(false);
+        }
+    }
+    Ok(false)
 }
 
 /// Ends the connection once the loop stopped: flushes what is owed, then the close frame.
@@ -240,6 +305,18 @@ fn count_flushed(metrics: &Metrics, marks: &[StreamMark], batch: &mut WriterBatc
     metrics.fold(batch, now);
 }
 
+/// Counts one queued item as fed and notes the stream position of an event; returns its frame.
+fn counted(item: Outgoing, marks: &mut Vec<StreamMark>, batch: &mut WriterBatch) -> OutFrame {
+    batch.frame(item.len());
+    match item {
+        Outgoing::Frame(frame) => frame,
+        Outgoing::Event { frame, mark } => {
+            marks.push(mark);
+            frame.into()
+        }
+    }
+}
+
 /// Feeds one queued item, noting the stream position of an event.
 async fn feed(
     ws: &mut WsWriter,
@@ -247,15 +324,7 @@ async fn feed(
     marks: &mut Vec<StreamMark>,
     batch: &mut WriterBatch,
 ) -> Result<(), WriteError> {
-    batch.frame(item.len());
-    match item {
-        Outgoing::Frame(frame) => ws.feed(frame).await,
-        Outgoing::Event { frame, mark } => {
-            ws.feed(frame.into()).await?;
-            marks.push(mark);
-            Ok(())
-        }
-    }
+    ws.feed(counted(item, marks, batch)).await
 }
 
 /// Feeds `items` (taken off the queue together) and flushes them in one write. Items are

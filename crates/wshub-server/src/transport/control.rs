@@ -6,14 +6,19 @@
 //! flush (`WsWriter::control_wanted` resolves when one is waiting).
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 /// State shared by one connection's two halves.
 #[derive(Debug, Default)]
 pub struct Control {
     state: Mutex<State>,
-    wanted: Notify,
+    /// Something was left for the writer since it last looked.
+    wanted: AtomicBool,
+    /// The writer (one task per connection), woken when something is left.
+    writer: AtomicWaker,
 }
 
 #[derive(Debug, Default)]
@@ -29,13 +34,13 @@ impl Control {
     /// A Ping arrived: its Pong is owed.
     pub fn ping(&self, data: Bytes) {
         self.state.lock().pong = Some(data);
-        self.wanted.notify_one();
+        self.wake_writer();
     }
 
     /// The client sent Close, with its code if any.
     pub fn peer_closed(&self, code: Option<u16>) {
         self.state.lock().peer_close = Some(code);
-        self.wanted.notify_one();
+        self.wake_writer();
     }
 
     /// The Pong owed, if any.
@@ -49,8 +54,27 @@ impl Control {
     }
 
     /// Resolves once the reader left something for the writer (at once if it did since the
-    /// last call).
+    /// last call). One task (the connection's writer) waits on it.
     pub async fn wanted(&self) {
-        self.wanted.notified().await;
+        std::future::poll_fn(|cx| self.poll_wanted(cx)).await
+    }
+
+    /// [`wanted`](Self::wanted) as a poll: an atomic and a waker, so a writer can check it
+    /// on every wake-up at little cost.
+    pub fn poll_wanted(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.wanted.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.writer.register(cx.waker());
+        // Checked again after registering: a wake in between went to the old waker.
+        if self.wanted.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    fn wake_writer(&self) {
+        self.wanted.store(true, Ordering::Release);
+        self.writer.wake();
     }
 }

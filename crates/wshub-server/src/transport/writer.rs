@@ -127,6 +127,16 @@ impl WsWriter {
             return Err(WriteError("the close frame was sent".into()));
         }
         self.finish_body().await?;
+        self.encode(frame);
+        if !self.body.is_empty() || self.head.len() >= WRITE_BUFFER {
+            self.write_out().await?;
+        }
+        Ok(())
+    }
+
+    /// Encodes a frame after what is buffered; a large payload goes to `body` (which must be
+    /// empty), to be written from its own bytes.
+    fn encode(&mut self, frame: OutFrame) {
         match frame {
             OutFrame::Text(text) => {
                 let compressed = match &self.compression {
@@ -138,18 +148,14 @@ impl WsWriter {
                         self.tally.messages += 1;
                         self.tally.plain += text.len() as u64;
                         self.tally.wire += deflated.len() as u64;
-                        self.data(OpCode::Text, true, deflated).await?;
+                        self.data(OpCode::Text, true, deflated);
                     }
-                    None => self.data(OpCode::Text, false, text.bytes().clone()).await?,
+                    None => self.data(OpCode::Text, false, text.bytes().clone()),
                 }
             }
-            OutFrame::Binary(bytes) => self.data(OpCode::Binary, false, bytes).await?,
+            OutFrame::Binary(bytes) => self.data(OpCode::Binary, false, bytes),
             OutFrame::Ping => self.control_frame(OpCode::Ping, &[]),
         }
-        if self.head.len() >= WRITE_BUFFER {
-            self.write_out().await?;
-        }
-        Ok(())
     }
 
     /// Writes everything fed so far, and the Pong owed to the client's latest Ping.
@@ -162,6 +168,12 @@ impl WsWriter {
         }
         self.write_out().await?;
         self.io.flush().await?;
+        self.flushed();
+        Ok(())
+    }
+
+    /// Everything fed was written: the buffer is released and compression reported.
+    fn flushed(&mut self) {
         // An idle connection keeps no write buffer.
         self.head = BytesMut::new();
         let tally = std::mem::take(&mut self.tally);
@@ -170,7 +182,70 @@ impl WsWriter {
         {
             c.stats.written(tally.messages, tally.plain, tally.wire);
         }
-        Ok(())
+    }
+
+    /// [`control_wanted`](Self::control_wanted) as a poll, for a writer that checks it beside
+    /// its queue on every wake-up.
+    pub fn poll_control_wanted(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.control.poll_wanted(cx)
+    }
+
+    /// Whether a frame can be added with [`feed_now`](Self::feed_now): nothing large is
+    /// waiting to be written and the buffer is below its limit.
+    pub fn can_feed_now(&self) -> bool {
+        !self.closed && self.body.is_empty() && self.head.len() < WRITE_BUFFER
+    }
+
+    /// Adds a frame to what the next write sends, without writing; only when
+    /// [`can_feed_now`](Self::can_feed_now). A large payload is kept to be written from its own
+    /// bytes, after which nothing more can be fed until it is written.
+    pub fn feed_now(&mut self, frame: OutFrame) {
+        debug_assert!(self.can_feed_now());
+        self.encode(frame);
+    }
+
+    /// Writes what was fed (and a Pong owed) as far as the socket takes it now, without
+    /// waiting. `Ok(true)` when everything went out (then it is as after
+    /// [`flush`](Self::flush)); `Ok(false)` when bytes are left, for `flush` to finish.
+    pub fn try_flush_now(&mut self) -> Result<bool, WriteError> {
+        if !self.closed
+            && self.body.is_empty()
+            && let Some(data) = self.control.take_pong()
+        {
+            self.control_frame(OpCode::Pong, &data);
+        }
+        if !self.try_write_now()? {
+            return Ok(false);
+        }
+        self.flushed();
+        Ok(true)
+    }
+
+    /// Writes `head` then `body` as far as the socket takes them without waiting; `true` when
+    /// both are empty. Only a TCP socket can be written this way.
+    pub fn try_write_now(&mut self) -> Result<bool, WriteError> {
+        let WriteIo::Tcp(tcp) = &self.io else {
+            return Ok(self.head.is_empty() && self.body.is_empty());
+        };
+        while !self.head.is_empty() || !self.body.is_empty() {
+            let written = if self.body.is_empty() {
+                tcp.try_write(&self.head)
+            } else if self.head.is_empty() {
+                tcp.try_write(&self.body)
+            } else {
+                tcp.try_write_vectored(&[IoSlice::new(&self.head), IoSlice::new(&self.body)])
+            };
+            let written = match written {
+                Ok(0) => return Err(WriteError("the connection accepts no more bytes".into())),
+                Ok(n) => n,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(error) => return Err(error.into()),
+            };
+            let from_head = written.min(self.head.len());
+            self.head.advance(from_head);
+            self.body.advance(written - from_head);
+        }
+        Ok(true)
     }
 
     /// Resolves when the reader left a Pong to send (or saw the client's Close): call
@@ -207,18 +282,17 @@ impl WsWriter {
         Ok(())
     }
 
-    /// Adds a data frame; a large payload is written from its own bytes at once.
-    async fn data(&mut self, opcode: OpCode, rsv1: bool, payload: Bytes) -> Result<(), WriteError> {
+    /// Adds a data frame; a large payload is kept in `body`, to be written from its own bytes.
+    fn data(&mut self, opcode: OpCode, rsv1: bool, payload: Bytes) {
         let header = FrameHeader::server(opcode, rsv1, payload.len());
         if payload.len() <= COPY_LIMIT {
             self.head.reserve(header.encoded_len() + payload.len());
             header.encode(&mut self.head);
             self.head.extend_from_slice(&payload);
-            return Ok(());
+            return;
         }
         header.encode(&mut self.head);
         self.body = payload;
-        self.write_out().await
     }
 
     fn control_frame(&mut self, opcode: OpCode, payload: &[u8]) {
