@@ -317,7 +317,7 @@ impl Session {
                     timer.as_mut().reset(self.next_deadline(&deadlines));
                     continue;
                 }
-                frame = reader.next() => frame,
+                frame = std::future::poll_fn(|cx| reader.poll_next(cx)) => frame,
             };
             deadlines.heartbeat = Instant::now() + pong_wait;
             match frame {

@@ -171,7 +171,9 @@ async fn write_until_closed(
                 } else {
                     Ok(Ok(()))
                 };
-                timer.as_mut().reset(fold_due.map_or(next_ping, |due| due.min(next_ping)));
+                timer
+                    .as_mut()
+                    .reset(fold_due.map_or(next_ping, |due| due.min(next_ping)));
                 result
             }
             // A Pong owed to the client's Ping (frames flushed above carry it too).

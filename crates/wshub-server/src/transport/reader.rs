@@ -14,9 +14,10 @@ use super::deflate::{InflateError, Inflater};
 use super::frame::{FrameHeader, apply_mask};
 use super::socket::ReadIo;
 use bytes::{Buf, Bytes, BytesMut};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use thiserror::Error;
-use tokio::io::AsyncReadExt;
 use wshub_protocol::CloseCode;
 
 /// Read buffer per connection while bytes are arriving. Requests are small; a larger frame
@@ -106,32 +107,39 @@ impl WsReader {
 
     /// The next message, or `None` once the connection is gone.
     pub async fn next(&mut self) -> Option<Result<Inbound, ReadError>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`next`](Self::next) as a poll. A connection's task waits on this most of its life,
+    /// and a poll keeps nothing of its own between wake-ups (an `async fn` future would be
+    /// part of every idle connection's task).
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Inbound, ReadError>>> {
         if self.done {
-            return None;
+            return Poll::Ready(None);
         }
-        let result = self.read().await;
+        let result = ready!(self.poll_read(cx));
         if !matches!(
             result,
             Ok(Some(Inbound::Text(_) | Inbound::Binary(_) | Inbound::Heartbeat))
         ) {
             self.done = true;
         }
-        result.transpose()
+        Poll::Ready(result.transpose())
     }
 
-    async fn read(&mut self) -> Result<Option<Inbound>, ReadError> {
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Inbound>, ReadError>> {
         loop {
             let want = match self.parse()? {
-                Parsed::Inbound(inbound) => return Ok(Some(inbound)),
+                Parsed::Inbound(inbound) => return Poll::Ready(Ok(Some(inbound))),
                 Parsed::Consumed => continue,
                 Parsed::Need(want) => want,
             };
-            if self.fill(want).await? == 0 {
-                return if self.buf.is_empty() {
+            if ready!(self.poll_fill(cx, want))? == 0 {
+                return Poll::Ready(if self.buf.is_empty() {
                     Ok(None)
                 } else {
                     Err(ReadError::Io("connection closed in the middle of a frame".into()))
-                };
+                });
             }
         }
     }
@@ -199,7 +207,7 @@ impl WsReader {
 
     /// Reads more bytes until the buffer could hold `want`; returns how many arrived (0 at
     /// the end of the stream).
-    async fn fill(&mut self, want: usize) -> Result<usize, ReadError> {
+    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<Result<usize, ReadError>> {
         let io_error = |e: std::io::Error| ReadError::Io(e.to_string());
         match &mut self.io {
             ReadIo::Tcp(half) => loop {
@@ -208,18 +216,18 @@ impl WsReader {
                     self.buf = BytesMut::new();
                 }
                 // Readiness may be stale (set by the last read): then the read below finds
-                // nothing, and the next turn waits with the buffer released.
-                half.readable().await.map_err(io_error)?;
+                // nothing, clears it, and the next turn waits with the buffer released.
+                ready!(half.as_ref().poll_read_ready(cx)).map_err(io_error)?;
                 reserve(&mut self.buf, want);
                 match half.try_read_buf(&mut self.buf) {
-                    Ok(n) => return Ok(n),
+                    Ok(n) => return Poll::Ready(Ok(n)),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(io_error(e)),
+                    Err(e) => return Poll::Ready(Err(io_error(e))),
                 }
             },
             ReadIo::Other(reader) => {
                 reserve(&mut self.buf, want);
-                reader.read_buf(&mut self.buf).await.map_err(io_error)
+                tokio_util::io::poll_read_buf(Pin::new(reader), cx, &mut self.buf).map_err(io_error)
             }
         }
     }
