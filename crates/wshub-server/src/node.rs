@@ -19,7 +19,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
-use tokio_util::sync::CancellationToken;
 use wshub_broker::{Broker, BrokerError, Content, PublicationDraft, StreamPosition};
 use wshub_protocol::binary::Upload;
 use wshub_protocol::{CloseCode, ConnectionId, EventId, EventName, Topic, now_millis};
@@ -181,10 +180,8 @@ impl IdGenerator {
 pub struct ConnectionInfo {
     /// The authenticated user, if any.
     pub user: Option<String>,
-    /// Closes the connection.
+    /// Closes the connection, and tells when it has fully ended (`Closer::ended`).
     pub closer: Closer,
-    /// Cancelled once the connection has fully ended (its resumption state saved).
-    pub ended: CancellationToken,
     /// Its outbound queue, read for `buffered_events` (a conflating raw stream has none).
     pub outbox: Option<Outbox>,
 }
@@ -271,14 +268,14 @@ impl Connections {
         closed
     }
 
-    /// Closes a connection whose session is being resumed elsewhere; returns the signal
-    /// of its end, if it was still open here.
-    pub fn close_for_resumption(&self, connection_id: &str) -> Option<CancellationToken> {
+    /// Closes a connection whose session is being resumed elsewhere; returns its closer (to
+    /// wait for its end), if it was still open here.
+    pub fn close_for_resumption(&self, connection_id: &str) -> Option<Closer> {
         let table = self.table.lock();
         let info = table.get(connection_id)?;
         let (code, reason) = crate::session::RESUMED_ELSEWHERE;
         info.closer.close(code, reason);
-        Some(info.ended.clone())
+        Some(info.closer.clone())
     }
 
     /// Asks every connection to close.

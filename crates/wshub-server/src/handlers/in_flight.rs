@@ -109,18 +109,25 @@ impl InFlight {
     }
 
     /// Resolves once a call has finished and queued its reply; never resolves while none runs.
+    #[cfg(test)]
     pub(crate) async fn finished(&mut self) {
+        std::future::poll_fn(|cx| self.poll_finished(cx)).await
+    }
+
+    /// [`finished`](Self::finished) as a poll, so the session's loop holds no future for it.
+    pub(crate) fn poll_finished(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         let Some(active) = self.active.as_mut() else {
-            return std::future::pending().await;
+            return std::task::Poll::Pending;
         };
-        match active.tasks.join_next().await {
-            None => std::future::pending().await,
+        match std::task::ready!(active.tasks.poll_join_next(cx)) {
+            None => return std::task::Poll::Pending,
             Some(Err(error)) if error.is_panic() => {
                 // Handler panics are caught inside the task; this would be a bug in the hub.
                 tracing::error!(%error, "a handler call task panicked; its request got no reply");
             }
             Some(_) => {}
         }
+        std::task::Poll::Ready(())
     }
 
     /// Asks every running call to stop at once and answer `unavailable`.

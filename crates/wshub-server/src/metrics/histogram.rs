@@ -71,13 +71,7 @@ impl AtomicHistogram {
 
     /// An empty local accumulator with the same buckets.
     pub fn local(&self) -> LocalHistogram {
-        LocalHistogram {
-            bounds: self.inner.bounds,
-            // Allocated at the first observation: every connection's writer has a few of
-            // these, and an idle one observes nothing.
-            counts: Vec::new(),
-            sum_nanos: 0,
-        }
+        LocalHistogram::new(self.inner.bounds)
     }
 
     /// Adds what `local` gathered, then empties it.
@@ -174,6 +168,17 @@ pub struct LocalHistogram {
 }
 
 impl LocalHistogram {
+    /// An empty accumulator for a histogram with these bucket bounds.
+    pub fn new(bounds: &'static [f64]) -> LocalHistogram {
+        LocalHistogram {
+            bounds,
+            // Allocated at the first observation: every connection's writer has a few of
+            // these, and an idle one observes nothing.
+            counts: Vec::new(),
+            sum_nanos: 0,
+        }
+    }
+
     /// Records one value locally.
     pub fn observe(&mut self, value: f64) {
         if self.counts.is_empty() {

@@ -332,14 +332,7 @@ impl Metrics {
 
     /// A writer's accumulators for one connection's batches.
     pub fn writer_batch(&self) -> WriterBatch {
-        WriterBatch {
-            unflushed_frames: 0,
-            unflushed_sizes: self.size_out.local(),
-            frames: 0,
-            sizes: self.size_out.local(),
-            latencies: self.latency.local(),
-            last_merge: 0,
-        }
+        WriterBatch::default()
     }
 
     /// Folds what a writer has flushed into the shared metrics when enough gathered or enough
@@ -348,18 +341,26 @@ impl Metrics {
     /// cores on every delivery; folding every `WRITER_FOLD_FRAMES` frames or
     /// `WRITER_FOLD_MICROS` keeps the counts at most that far behind.
     pub fn fold(&self, batch: &mut WriterBatch, now: u64) {
-        if batch.frames >= WRITER_FOLD_FRAMES || now.saturating_sub(batch.last_merge) >= WRITER_FOLD_MICROS {
+        let frames = batch.counts.as_ref().map_or(0, |c| c.frames);
+        if frames >= WRITER_FOLD_FRAMES || now.saturating_sub(batch.last_merge) >= WRITER_FOLD_MICROS {
             self.fold_now(batch);
             batch.last_merge = now;
         }
     }
 
-    /// Folds everything a writer has flushed, whatever its amount (when the writer ends).
+    /// Folds everything a writer has flushed, whatever its amount (when the writer ends, or
+    /// goes idle). A batch left with nothing unflushed gives its memory back.
     pub fn fold_now(&self, batch: &mut WriterBatch) {
-        if batch.frames > 0 {
-            self.messages_sent.inc_by(std::mem::take(&mut batch.frames));
-            self.size_out.merge(&mut batch.sizes);
-            self.latency.merge(&mut batch.latencies);
+        let Some(counts) = batch.counts.as_mut() else {
+            return;
+        };
+        if counts.frames > 0 {
+            self.messages_sent.inc_by(std::mem::take(&mut counts.frames));
+            self.size_out.merge(&mut counts.sizes);
+            self.latency.merge(&mut counts.latencies);
+        }
+        if counts.unflushed_frames == 0 {
+            batch.counts = None;
         }
     }
 
@@ -467,8 +468,16 @@ pub struct CompressionReading {
 }
 
 /// A writer's per-batch accumulators, merged into the shared metrics once per flush.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WriterBatch {
+    /// Allocated at the first frame and given back once folded: every connection's writer
+    /// holds a batch, and an idle one needs no counts.
+    counts: Option<Box<BatchCounts>>,
+    last_merge: u64,
+}
+
+#[derive(Debug, Clone)]
+struct BatchCounts {
     /// Frames fed since the last flush: counted only once the flush succeeds.
     unflushed_frames: u64,
     unflushed_sizes: histogram::LocalHistogram,
@@ -476,35 +485,50 @@ pub struct WriterBatch {
     frames: u64,
     sizes: histogram::LocalHistogram,
     latencies: histogram::LocalHistogram,
-    last_merge: u64,
+}
+
+impl Default for BatchCounts {
+    fn default() -> Self {
+        BatchCounts {
+            unflushed_frames: 0,
+            unflushed_sizes: histogram::LocalHistogram::new(SIZE_BYTES),
+            frames: 0,
+            sizes: histogram::LocalHistogram::new(SIZE_BYTES),
+            latencies: histogram::LocalHistogram::new(LATENCY_SECONDS),
+        }
+    }
 }
 
 impl WriterBatch {
     /// One frame of `bytes` bytes fed to the socket.
     pub fn frame(&mut self, bytes: usize) {
-        self.unflushed_frames += 1;
-        self.unflushed_sizes.observe(bytes as f64);
+        let counts = self.counts.get_or_insert_default();
+        counts.unflushed_frames += 1;
+        counts.unflushed_sizes.observe(bytes as f64);
     }
 
     /// The frames fed so far reached the socket; `latencies` are those of the live events
     /// among them.
     pub fn flushed(&mut self, latencies: impl IntoIterator<Item = Duration>) {
-        self.frames += std::mem::take(&mut self.unflushed_frames);
-        self.sizes.absorb(&mut self.unflushed_sizes);
+        let counts = self.counts.get_or_insert_default();
+        counts.frames += std::mem::take(&mut counts.unflushed_frames);
+        counts.sizes.absorb(&mut counts.unflushed_sizes);
         for latency in latencies {
-            self.latencies.observe(latency.as_secs_f64());
+            counts.latencies.observe(latency.as_secs_f64());
         }
     }
 
     /// Whether flushed counts wait to be folded.
     pub fn has_unfolded(&self) -> bool {
-        self.frames > 0
+        self.counts.as_ref().is_some_and(|c| c.frames > 0)
     }
 
     /// The frames fed since the last flush never reached the socket.
     pub fn lost(&mut self) {
-        self.unflushed_frames = 0;
-        self.unflushed_sizes.clear();
+        if let Some(counts) = self.counts.as_mut() {
+            counts.unflushed_frames = 0;
+            counts.unflushed_sizes.clear();
+        }
     }
 }
 
@@ -536,6 +560,26 @@ pub struct Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_writer_batch_counts_only_flushed_frames_and_holds_nothing_once_folded() {
+        let metrics = Metrics::new(&Config::default(), []);
+        let mut batch = metrics.writer_batch();
+        assert!(batch.counts.is_none(), "nothing allocated before the first frame");
+        batch.frame(100);
+        batch.frame(200);
+        batch.flushed([Duration::from_millis(2)]);
+        batch.frame(300);
+        metrics.fold_now(&mut batch);
+        assert_eq!(metrics.messages_sent.get(), 2, "the unflushed frame is not counted yet");
+        assert!(batch.counts.is_some(), "kept while a frame waits for its flush");
+        batch.lost();
+        metrics.fold_now(&mut batch);
+        assert_eq!(metrics.messages_sent.get(), 2, "a lost frame is never counted");
+        assert!(batch.counts.is_none(), "an idle writer gives its counts back");
+        assert_eq!(metrics.size_out.read().count, 2);
+        assert_eq!(metrics.latency.read().count, 1);
+    }
 
     #[test]
     fn every_contract_metric_is_exposed_with_its_type() {

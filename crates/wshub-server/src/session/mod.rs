@@ -40,7 +40,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use subscribe::Subscription;
 use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wshub_broker::{Content, PublicationDraft};
 use wshub_protocol::{CloseCode, ConnectionId, ErrorCode, EventName, RequestId, Topic, now_millis, outbound};
@@ -83,8 +82,6 @@ pub(crate) struct Session {
     issued_token: bool,
     /// Whether `connection.established` was sent (only then is `connection.closed` published).
     established: bool,
-    /// Cancelled once the connection has fully ended.
-    ended: CancellationToken,
     limiter: rate_limit::RateLimiter,
     /// When the token expires and what happens then.
     token_clock: expiry::TokenClock,
@@ -155,7 +152,6 @@ pub fn run(
         delivered,
         issued_token: false,
         established: false,
-        ended: CancellationToken::new(),
         limiter: rate_limit::RateLimiter::new(&node.config.rate_limits, Instant::now()),
         token_clock: expiry::TokenClock::new(None, Duration::ZERO, Instant::now()),
         token_changed: false,
@@ -250,7 +246,6 @@ impl Session {
         Some(ConnectionInfo {
             user: self.identity.as_ref()?.user.clone(),
             closer: self.closer.clone(),
-            ended: self.ended.clone(),
             outbox: Some(self.outbox.clone()),
         })
     }
@@ -292,7 +287,7 @@ impl Session {
             }
             let frame = tokio::select! {
                 biased;
-                () = self.closer.closing() => return,
+                () = std::future::poll_fn(|cx| self.closer.poll_closing_for_session(cx)) => return,
                 () = self.node.shutdown.draining(), if !draining => {
                     if self.calls.is_empty() {
                         // The writer flushes what is queued before the close frame.
@@ -303,7 +298,7 @@ impl Session {
                     deadlines.drain = Some(self.node.shutdown.deadline().unwrap_or_else(Instant::now));
                     continue;
                 }
-                () = self.calls.finished(), if !self.calls.is_empty() => {
+                () = std::future::poll_fn(|cx| self.calls.poll_finished(cx)), if !self.calls.is_empty() => {
                     if draining && self.calls.is_empty() {
                         self.closer.close(CloseCode::GoingAway, "server shutting down");
                         return;
@@ -446,7 +441,7 @@ impl Session {
             self.announce("connection.closed", false).await;
         }
         self.node.connections.unregister(&self.id);
-        self.ended.cancel();
+        self.closer.set_ended();
     }
 
     /// Publishes `connection.opened` / `connection.closed` on the `connections` topic,

@@ -10,7 +10,7 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -38,10 +38,14 @@ pub struct Closer {
 #[derive(Debug, Default)]
 struct CloserInner {
     reason: OnceLock<CloseReason>,
+    /// Set once the connection has fully ended (its resumption state saved).
+    ended: AtomicBool,
+    /// Woken when a close is requested and when the connection has ended.
     requested: Notify,
-    /// The connection's writer, which checks for a close on every wake-up: a waker is cheaper
-    /// to poll than a `Notify`.
+    /// The connection's writer and its session, which check for a close on every wake-up: a
+    /// waker is cheaper to poll, and smaller to hold, than a `Notify`'s waiter.
     writer: AtomicWaker,
+    session: AtomicWaker,
 }
 
 impl Closer {
@@ -58,6 +62,7 @@ impl Closer {
         {
             self.inner.requested.notify_waiters();
             self.inner.writer.wake();
+            self.inner.session.wake();
         }
     }
 
@@ -83,14 +88,43 @@ impl Closer {
     /// [`closing`](Self::closing) as a poll, for the connection's writer only (one task; it
     /// is the one waker kept).
     pub fn poll_closing_for_writer(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_closing_with(&self.inner.writer, cx)
+    }
+
+    /// [`closing`](Self::closing) as a poll, for the connection's session (its read loop) only.
+    pub fn poll_closing_for_session(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_closing_with(&self.inner.session, cx)
+    }
+
+    fn poll_closing_with(&self, waker: &AtomicWaker, cx: &mut Context<'_>) -> Poll<()> {
         if self.is_closing() {
             return Poll::Ready(());
         }
-        self.inner.writer.register(cx.waker());
+        waker.register(cx.waker());
+        // Checked again after registering: a close in between woke the old waker.
         if self.is_closing() {
             return Poll::Ready(());
         }
         Poll::Pending
+    }
+
+    /// Records that the connection has fully ended (its session finished).
+    pub fn set_ended(&self) {
+        self.inner.ended.store(true, Ordering::Release);
+        self.inner.requested.notify_waiters();
+    }
+
+    /// Resolves once the connection has fully ended ([`set_ended`](Self::set_ended)).
+    pub async fn ended(&self) {
+        loop {
+            let woken = self.inner.requested.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.inner.ended.load(Ordering::Acquire) {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// Resolves once a close is requested.

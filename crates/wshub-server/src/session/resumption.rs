@@ -52,9 +52,7 @@ impl Session {
         // The client may have noticed the drop before this node did: end the old
         // connection first, so what it wrote is final before it is read.
         if let Some(ended) = self.node.connections.close_for_resumption(&claims.cid)
-            && tokio::time::timeout(OLD_CONNECTION_GRACE, ended.cancelled())
-                .await
-                .is_err()
+            && tokio::time::timeout(OLD_CONNECTION_GRACE, ended.ended()).await.is_err()
         {
             tracing::debug!("old connection did not end in time; replaying from the token's positions");
         }

@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wshub_protocol::{CloseCode, Topic};
 
@@ -80,13 +79,11 @@ pub(super) async fn run(node: Arc<Node>, socket: UpgradedSocket, stream: StreamC
     let (id, key) = node.connection_id();
     let span = tracing::debug_span!("stream", id = %id, topic = %stream.topic, peer = %stream.peer);
     async move {
-        let ended = CancellationToken::new();
         node.connections.register(
             &id,
             ConnectionInfo {
                 user: stream.identity.user.clone(),
                 closer: closer.clone(),
-                ended: ended.clone(),
                 outbox,
             },
         );
@@ -98,7 +95,7 @@ pub(super) async fn run(node: Arc<Node>, socket: UpgradedSocket, stream: StreamC
             tracing::warn!("raw stream writer panicked");
         }
         node.connections.unregister(&id);
-        ended.cancel();
+        closer.set_ended();
         tracing::debug!(code = closer.reason().map(|r| r.code.code()), "raw stream closed");
         drop(slot);
     }
