@@ -28,9 +28,15 @@ setTimeout(() => fail('timed out after 10 s'), 10_000).unref();
 function open() {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url);
-    const client = { ws, received: [], send: null };
+    const client = { ws, received: [], probes: new Set(), send: null };
     const deliver = (text) => {
-      for (const line of text.split('\n')) client.received.push(JSON.parse(line).s);
+      for (const line of text.split('\n')) {
+        const { s } = JSON.parse(line);
+        // Probes (negative numbers) only show that the client is registered.
+        if (s < 0) client.probes.add(s);
+        else client.received.push(s);
+      }
+      onDelivery();
       maybeDone();
     };
     ws.on('error', reject);
@@ -55,6 +61,21 @@ function open() {
 }
 
 let clients = [];
+let onDelivery = () => {};
+
+/** Resolves true once `check()` holds, re-checked at each delivery; false after `ms`. */
+function deliveredWhen(check, ms) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    onDelivery = () => {
+      if (check()) {
+        clearTimeout(timer);
+        resolve(true);
+      }
+    };
+  });
+}
+
 function maybeDone() {
   if (clients.length === 0 || !clients.every((c) => c.received.length >= total)) return;
   clients.forEach((c, i) => {
@@ -72,10 +93,16 @@ function maybeDone() {
   } catch (err) {
     fail(`cannot connect: ${err.message}`);
   }
-  // A server may register a socket a moment after its handshake answer (a goroutine hop, a
-  // task switch): give every one that moment before the first message.
-  await new Promise((resolve) => setTimeout(resolve, 200));
   const publisher = clients[0];
+  // A server may register a socket a moment after its handshake answer (a goroutine hop, a
+  // task switch): probe until every client has received a probe, then count from there.
+  for (let probe = -1; ; probe--) {
+    const seen = () => clients.every((c) => c.probes.has(probe));
+    const registered = deliveredWhen(seen, 100);
+    publisher.send({ s: probe, p: 0, t: 0, x: 'probe' });
+    if (await registered) break;
+  }
+  onDelivery = () => {};
   for (let s = 0; s < total; s++) {
     publisher.send({ s, p: 0, t: Math.round(performance.timeOrigin * 1000 + performance.now() * 1000), x: 'pad' });
   }

@@ -320,9 +320,16 @@ async fn broadcast_server(forwarding: Forwarding) -> (String, Arc<Mischief>) {
                             let Ok(mut frame) = frame else { break };
                             forwarded += 1;
                             if forwarding == Forwarding::Packed && !publisher {
-                                // A slow writer: what arrives meanwhile is packed with it.
-                                tokio::time::sleep(Duration::from_millis(5)).await;
+                                // A slow writer: the next message, once it has come (or
+                                // after a moment, for the last one), goes out packed with
+                                // this one, with whatever else queued meanwhile.
                                 let mut lines = 1;
+                                let next = tokio::time::timeout(Duration::from_millis(100), outgoing.recv()).await;
+                                if let Ok(Ok(next)) = next {
+                                    frame.push('\n');
+                                    frame.push_str(&next);
+                                    lines += 1;
+                                }
                                 while let Ok(next) = outgoing.try_recv() {
                                     frame.push('\n');
                                     frame.push_str(&next);

@@ -127,7 +127,10 @@ mod tests {
                 async move {
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                     peak.fetch_max(now, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    // Lets the other tasks run while this one counts as running.
+                    for _ in 0..4 {
+                        tokio::task::yield_now().await;
+                    }
                     running.fetch_sub(1, Ordering::SeqCst);
                     Ok(i)
                 }

@@ -294,10 +294,9 @@ impl Traffic {
         let before = monitor.sample()?;
         self.wait_until(window_end, start, warmup + duration, progress).await?;
         let after = monitor.sample()?;
-        let finish_by = Instant::now() + FINISH_WAIT;
-        while !self.publishing.all_finished(self.step) && Instant::now() < finish_by {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        self.publishing
+            .wait_all_finished(self.step, (Instant::now() + FINISH_WAIT).into())
+            .await;
         let sent = self.publishing.sent_in_window.load(Ordering::Relaxed);
         let expected = sent * self.receivers;
         self.drain(expected, progress).await;

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How long a wait for a frame lasts when nothing else happens.
@@ -78,6 +79,8 @@ pub struct Publishing {
     fatal: Mutex<Option<String>>,
     /// Per stream: the last step it finished.
     finished: Box<[AtomicU64]>,
+    /// Woken whenever a stream finishes a step.
+    step_finished: Notify,
 }
 
 impl Publishing {
@@ -90,6 +93,7 @@ impl Publishing {
             first_refusal: Mutex::new(None),
             fatal: Mutex::new(None),
             finished: (0..streams).map(|_| AtomicU64::new(0)).collect(),
+            step_finished: Notify::new(),
         }
     }
 
@@ -129,6 +133,23 @@ impl Publishing {
     fn finish(&self, stream: u32, step: u64) {
         if let Some(done) = self.finished.get(stream as usize) {
             done.fetch_max(step, Ordering::AcqRel);
+        }
+        self.step_finished.notify_waiters();
+    }
+
+    /// Waits until every stream has finished `step`, or until `deadline`; whether they all did.
+    pub async fn wait_all_finished(&self, step: u64, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let finished = self.step_finished.notified();
+            tokio::pin!(finished);
+            // Registered before the check, so a finish in between still wakes this.
+            finished.as_mut().enable();
+            if self.all_finished(step) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, finished).await.is_err() {
+                return self.all_finished(step);
+            }
         }
     }
 
